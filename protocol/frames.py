@@ -1,0 +1,459 @@
+"""WebSocket framing (RFC 6455 5): a sans-I/O parser and encoders.
+
+``FrameParser.feed(bytes) -> list[Event]`` returns whole messages, reassembled
+from fragments, with control frames in wire order. The hot path (one small
+masked frame arriving alone in one chunk) is handled without touching the
+buffer; everything else goes through a bytearray that is only ever appended
+to and cut at the front, so a large frame arriving in many chunks costs O(n).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import struct
+from dataclasses import dataclass
+
+from .closecodes import is_valid_peer_code
+from .deflate import Inflater
+from .errors import FrameError
+
+OP_CONT = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+_FIN = 0x80
+_RSV1 = 0x40
+_MASK_BIT = 0x80
+# RFC 6455 5.5: control frames carry at most 125 payload bytes.
+MAX_CONTROL_PAYLOAD = 125
+# RFC 6455 5.5.1: close payload = 2-byte code + reason, so the reason gets 123.
+MAX_CLOSE_REASON = 123
+
+_unpack_H = struct.Struct("!H").unpack_from
+_unpack_Q = struct.Struct("!Q").unpack_from
+_pack_BBH = struct.Struct("!BBH").pack
+_pack_BBQ = struct.Struct("!BBQ").pack
+_from_bytes = int.from_bytes
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class TextMessage:
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryMessage:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseFrame:
+    code: int  # 1005 (NO_STATUS) when the close frame had no body
+    reason: str
+
+
+Event = TextMessage | BinaryMessage | Ping | Pong | CloseFrame
+
+
+def mask_payload(mask: bytes | bytearray, data: bytes | bytearray) -> bytes:
+    """XOR ``data`` with the repeating 4-byte ``mask`` (RFC 6455 5.3).
+
+    One big-integer XOR instead of a per-byte loop: both operands are turned
+    into integers in C, so the cost is a few linear passes at memcpy-like speed.
+    Masking is its own inverse, so this also unmasks.
+    """
+    n = len(data)
+    if not n:
+        return b""
+    if len(mask) != 4:
+        raise ValueError("mask must be 4 bytes")
+    key = (mask * ((n + 3) >> 2))[:n]
+    return (_from_bytes(data, "little") ^ _from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def _close_event(payload: bytes) -> CloseFrame:
+    """Validate a close frame body (RFC 6455 5.5.1, 7.4)."""
+    n = len(payload)
+    if n == 0:
+        return CloseFrame(1005, "")
+    if n == 1:
+        raise FrameError(1002, "invalid close frame")
+    code = (payload[0] << 8) | payload[1]
+    if not is_valid_peer_code(code):
+        raise FrameError(1002, "invalid close code")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FrameError(1007, "invalid utf-8 in close reason") from None
+    return CloseFrame(code, reason)
+
+
+class FrameParser:
+    """Turns received bytes into events; one instance per connection.
+
+    ``require_mask=True`` is the server side (RFC 6455 5.1: clients mask every
+    frame); ``False`` is the client side, where a masked frame is an error.
+    After a CloseFrame, or after a FrameError was raised, input is ignored.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_decoder",
+        "_done",
+        "_frag_compressed",
+        "_frag_op",
+        "_frag_parts",
+        "_frag_size",
+        "_inflater",
+        "_max",
+        "_need",
+        "_require_mask",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = 65536,
+        require_mask: bool = True,
+        deflate: Inflater | None = None,
+    ) -> None:
+        self._max = max_message_size
+        self._require_mask = require_mask
+        self._inflater = deflate
+        self._buf = bytearray()
+        self._need = 0  # bytes the buffer must hold before parsing can progress
+        self._done = False
+        self._frag_op = -1  # opcode of the open fragmented message, -1 if none
+        self._frag_parts: list[bytes] | list[str] = []
+        self._frag_size = 0
+        self._frag_compressed = False
+        self._decoder: codecs.IncrementalDecoder | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once a close frame was parsed or a protocol error raised."""
+        return self._done
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._done:
+            return []
+        try:
+            n = len(data)
+            # Fast path: empty buffer, no open fragmented message, exactly one
+            # complete masked FIN text/binary frame with a 7-bit length.
+            # b1 == 0x80 | (n - 6) says "masked" and "length fills the chunk".
+            if (
+                6 <= n <= 131
+                and not self._buf
+                and self._frag_op < 0
+                and self._require_mask
+                and data[1] == n + 0x7A  # 0x80 + (n - 6)
+                and n - 6 <= self._max
+            ):
+                b0 = data[0]
+                if b0 == 0x81:
+                    if n == 6:
+                        return [TextMessage("")]
+                    key = (data[2:6] * ((n + 1) >> 2))[: n - 6]
+                    raw = (_from_bytes(data[6:], "little") ^ _from_bytes(key, "little")).to_bytes(
+                        n - 6, "little"
+                    )
+                    try:
+                        return [TextMessage(raw.decode("utf-8"))]
+                    except UnicodeDecodeError:
+                        raise FrameError(1007, "invalid utf-8") from None
+                if b0 == 0x82:
+                    if n == 6:
+                        return [BinaryMessage(b"")]
+                    key = (data[2:6] * ((n + 1) >> 2))[: n - 6]
+                    return [
+                        BinaryMessage(
+                            (_from_bytes(data[6:], "little") ^ _from_bytes(key, "little")).to_bytes(
+                                n - 6, "little"
+                            )
+                        )
+                    ]
+            return self._feed_buffered(data)
+        except FrameError:
+            self._done = True
+            self._buf = bytearray()
+            self._frag_parts = []
+            raise
+
+    def _feed_buffered(self, data: bytes) -> list[Event]:
+        buf = self._buf
+        buf += data
+        blen = len(buf)
+        if blen < self._need:
+            return []  # still waiting for the rest of a known frame: O(1)
+        events: list[Event] = []
+        pos = 0
+        require_mask = self._require_mask
+        while blen - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            op = b0 & 0x0F
+            length = b1 & 0x7F
+            # Validate the first two bytes before waiting for the rest, so a
+            # peer speaking garbage is refused at once.
+            # RFC 6455 5.2: RSV bits need a negotiated extension; RFC 7692 6:
+            # permessage-deflate uses RSV1 on the first frame of a data message.
+            if b0 & 0x70 and ((b0 & 0x70) != _RSV1 or self._inflater is None or op not in (1, 2)):
+                raise FrameError(1002, "reserved bits set")
+            if op >= 8:
+                if op > OP_PONG:
+                    raise FrameError(1002, "unknown opcode")
+                # RFC 6455 5.5: control frames are never fragmented, <= 125 bytes.
+                if not b0 & _FIN:
+                    raise FrameError(1002, "fragmented control frame")
+                if length > MAX_CONTROL_PAYLOAD:
+                    raise FrameError(1002, "control frame too long")
+            elif op == OP_CONT:
+                if self._frag_op < 0:
+                    raise FrameError(1002, "unexpected continuation frame")
+            elif op <= OP_BINARY:
+                # RFC 6455 5.4: a fragmented message must finish before the next.
+                if self._frag_op >= 0:
+                    raise FrameError(1002, "expected continuation frame")
+            else:
+                raise FrameError(1002, "unknown opcode")
+            masked = b1 & _MASK_BIT
+            # RFC 6455 5.1: clients must mask, servers must not.
+            if require_mask:
+                if not masked:
+                    raise FrameError(1002, "frame not masked")
+            elif masked:
+                raise FrameError(1002, "masked frame from server")
+
+            hlen = 2
+            if length == 126:
+                if blen - pos < 4:
+                    break
+                length = _unpack_H(buf, pos + 2)[0]
+                hlen = 4
+            elif length == 127:
+                if blen - pos < 10:
+                    break
+                length = _unpack_Q(buf, pos + 2)[0]
+                # RFC 6455 5.2: the most significant bit must be 0.
+                if length >> 63:
+                    raise FrameError(1002, "invalid frame length")
+                hlen = 10
+            # Refuse an oversized message from its declared length, before a
+            # single payload byte is buffered (RFC 6455 10.4).
+            if op < 8 and self._frag_size + length > self._max:
+                raise FrameError(1009, "message too big")
+            if masked:
+                hlen += 4
+            end = pos + hlen + length
+            if end > blen:
+                break
+            if masked:
+                payload = mask_payload(buf[pos + hlen - 4 : pos + hlen], buf[pos + hlen : end])
+            else:
+                payload = bytes(buf[pos + hlen : end])
+            pos = end
+
+            if op >= 8:
+                if op == OP_PING:
+                    events.append(Ping(payload))
+                elif op == OP_PONG:
+                    events.append(Pong(payload))
+                else:
+                    events.append(_close_event(payload))
+                    # RFC 6455 5.5.1: nothing after a close frame is processed.
+                    self._done = True
+                    self._buf = bytearray()
+                    self._need = 0
+                    return events
+            elif op != OP_CONT:
+                if b0 & _FIN:
+                    events.append(self._message(op, payload, bool(b0 & _RSV1)))
+                else:
+                    self._start_fragmented(op, payload, bool(b0 & _RSV1))
+            else:
+                self._continue_fragmented(payload, bool(b0 & _FIN), events)
+
+        if pos:
+            del buf[:pos]  # O(1) amortised: bytearray moves its start pointer
+        # Remember how much is needed so a big frame's chunks skip re-parsing.
+        rest = blen - pos
+        if rest >= 2:
+            # Header bytes are there; recompute the frame size cheaply.
+            self._need = self._frame_size_hint()
+        else:
+            self._need = 0
+        return events
+
+    def _frame_size_hint(self) -> int:
+        buf = self._buf
+        length = buf[1] & 0x7F
+        hlen = 2
+        if length == 126:
+            if len(buf) < 4:
+                return 4
+            length = _unpack_H(buf, 2)[0]
+            hlen = 4
+        elif length == 127:
+            if len(buf) < 10:
+                return 10
+            length = _unpack_Q(buf, 2)[0]
+            hlen = 10
+        if buf[1] & _MASK_BIT:
+            hlen += 4
+        return hlen + length
+
+    def _message(self, op: int, payload: bytes, compressed: bool) -> Event:
+        if compressed:
+            assert self._inflater is not None  # RSV1 was checked against it
+            payload = self._inflater.decompress(payload)
+        if op == OP_TEXT:
+            try:
+                return TextMessage(payload.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise FrameError(1007, "invalid utf-8") from None
+        return BinaryMessage(payload)
+
+    def _start_fragmented(self, op: int, payload: bytes, compressed: bool) -> None:
+        self._frag_op = op
+        self._frag_compressed = compressed
+        self._frag_size = len(payload)
+        if op == OP_TEXT and not compressed:
+            # Decode as fragments arrive so invalid UTF-8 fails fast (RFC 6455
+            # 8.1) rather than after the whole message was buffered.
+            decoder = self._decoder = _utf8_decoder()
+            try:
+                self._frag_parts = [decoder.decode(payload)]
+            except UnicodeDecodeError:
+                raise FrameError(1007, "invalid utf-8") from None
+        else:
+            self._frag_parts = [payload]
+
+    def _continue_fragmented(self, payload: bytes, fin: bool, events: list[Event]) -> None:
+        self._frag_size += len(payload)
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                text = decoder.decode(payload, fin)
+            except UnicodeDecodeError:
+                raise FrameError(1007, "invalid utf-8") from None
+            parts_s: list[str] = self._frag_parts  # type: ignore[assignment]
+            parts_s.append(text)
+            if fin:
+                events.append(TextMessage("".join(parts_s)))
+                self._reset_fragments()
+            return
+        parts_b: list[bytes] = self._frag_parts  # type: ignore[assignment]
+        parts_b.append(payload)
+        if fin:
+            events.append(self._message(self._frag_op, b"".join(parts_b), self._frag_compressed))
+            self._reset_fragments()
+
+    def _reset_fragments(self) -> None:
+        self._frag_op = -1
+        self._frag_parts = []
+        self._frag_size = 0
+        self._frag_compressed = False
+        self._decoder = None
+
+
+# -- encoders -----------------------------------------------------------------
+
+# Precomputed 2-byte headers for the commonest frames (FIN, 7-bit length).
+_TEXT_HEADERS = [bytes((_FIN | OP_TEXT, n)) for n in range(126)]
+_BINARY_HEADERS = [bytes((_FIN | OP_BINARY, n)) for n in range(126)]
+
+
+def _header(b0: int, n: int) -> bytes:
+    if n < 126:
+        return bytes((b0, n))
+    if n < 65536:
+        return _pack_BBH(b0, 126, n)
+    return _pack_BBQ(b0, 127, n)
+
+
+def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
+    """One unmasked (server to client) frame (RFC 6455 5.2)."""
+    if opcode >= 8:
+        if opcode > OP_PONG:
+            raise ValueError("invalid opcode")
+        if not fin or len(payload) > MAX_CONTROL_PAYLOAD:
+            raise ValueError("control frames must be final and <= 125 bytes")
+    elif opcode > OP_BINARY:
+        raise ValueError("invalid opcode")
+    b0 = opcode | (_FIN if fin else 0) | (_RSV1 if rsv1 else 0)
+    return _header(b0, len(payload)) + payload
+
+
+def encode_text(data: str) -> bytes:
+    payload = data.encode("utf-8")
+    n = len(payload)
+    if n < 126:
+        return _TEXT_HEADERS[n] + payload
+    return _header(_FIN | OP_TEXT, n) + payload
+
+
+def encode_binary(data: bytes) -> bytes:
+    n = len(data)
+    if n < 126:
+        return _BINARY_HEADERS[n] + data
+    return _header(_FIN | OP_BINARY, n) + data
+
+
+def encode_close(code: int = 1000, reason: str = "") -> bytes:
+    """A close frame; 1005 means "no status" and is sent with an empty body."""
+    if code == 1005:
+        return b"\x88\x00"
+    raw = reason.encode("utf-8")
+    if len(raw) > MAX_CLOSE_REASON:
+        # RFC 6455 5.5: cut to fit, dropping any partial trailing code point.
+        raw = raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
+    payload = code.to_bytes(2, "big") + raw
+    return bytes((_FIN | OP_CLOSE, len(payload))) + payload
+
+
+def encode_ping(payload: bytes = b"") -> bytes:
+    return encode_frame(OP_PING, payload)
+
+
+def encode_pong(payload: bytes = b"") -> bytes:
+    return encode_frame(OP_PONG, payload)
+
+
+def encode_client_frame(
+    opcode: int,
+    payload: bytes,
+    *,
+    mask: bytes | None = None,
+    fin: bool = True,
+    rsv1: bool = False,
+) -> bytes:
+    """One masked (client to server) frame; a random mask unless one is given."""
+    if mask is None:
+        mask = os.urandom(4)  # RFC 6455 5.3: unpredictable masking key
+    elif len(mask) != 4:
+        raise ValueError("mask must be 4 bytes")
+    b0 = opcode | (_FIN if fin else 0) | (_RSV1 if rsv1 else 0)
+    n = len(payload)
+    if n < 126:
+        head = bytes((b0, _MASK_BIT | n))
+    elif n < 65536:
+        head = _pack_BBH(b0, _MASK_BIT | 126, n)
+    else:
+        head = _pack_BBQ(b0, _MASK_BIT | 127, n)
+    return head + mask + mask_payload(mask, payload)

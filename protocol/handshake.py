@@ -1,0 +1,323 @@
+"""The HTTP/1.1 upgrade handshake (RFC 6455 4, RFC 9112), hand-rolled and sans-I/O.
+
+``parse_request`` turns the bytes of one request head into a ``Request``;
+``check_upgrade`` decides whether it is an acceptable WebSocket opening
+handshake; ``accept_response`` / ``reject_response`` build the reply bytes.
+No regular expressions and no per-byte loops: the head is decoded once as
+latin-1 and cut with ``str.split``/``partition``, which run in C.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .deflate import DeflateParams, negotiate
+from .errors import HandshakeError
+
+MAX_REQUEST_SIZE = 8192
+MAX_HEADERS = 64
+
+# RFC 6455 1.3 / 4.2.2: the GUID appended to the key before hashing.
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+REASONS: dict[int, str] = {
+    101: "Switching Protocols",
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    426: "Upgrade Required",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+# RFC 9110 5.6.2: tchar. ``name.strip(_TCHARS)`` is empty iff name is a token,
+# a C-speed membership test without a regex or a Python loop.
+_TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_METHOD_START = frozenset(_TCHARS.encode())
+_HTTP_VERSIONS = frozenset({"HTTP/1.1", "HTTP/1.0"})
+_END = b"\r\n\r\n"
+_VERSION_HEADERS = (("Sec-WebSocket-Version", "13"),)
+
+
+def _malformed() -> HandshakeError:
+    return HandshakeError(400, "malformed request")
+
+
+def _too_large() -> HandshakeError:
+    return HandshakeError(431, "request too large")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One parsed HTTP request head."""
+
+    method: str
+    target: str  # raw request-target
+    path: str  # target up to '?', not percent-decoded
+    query: str  # raw query string without '?', '' if none
+    headers: Mapping[str, str]  # lower-cased names; repeats joined with ", "
+    version: str  # "HTTP/1.1" or "HTTP/1.0"
+    keep_alive: bool
+    content_length: int
+
+
+def _has_token(value: str, token: str) -> bool:
+    """Case-insensitive membership of ``token`` in a comma-separated list (RFC 9110 5.6.1)."""
+    value = value.lower()
+    if value == token:
+        return True
+    return any(part.strip(" \t") == token for part in value.split(","))
+
+
+def parse_request(
+    buf: bytes | bytearray, *, max_size: int = MAX_REQUEST_SIZE, max_headers: int = MAX_HEADERS
+) -> tuple[Request, int] | None:
+    """Parse a request head from the start of ``buf``.
+
+    Returns None while the head is incomplete (and still under ``max_size``),
+    else ``(request, consumed)`` where ``consumed`` counts the bytes up to and
+    including the blank line; a body or pipelined bytes stay for the caller.
+    """
+    end = buf.find(_END, 0, max_size)
+    if end < 0:
+        n = len(buf)
+        if n >= max_size:
+            raise _too_large()
+        # Fail fast on garbage instead of buffering it to max_size: a request
+        # line starts with a method token (RFC 9112 3).
+        if n and buf[0] not in _METHOD_START:
+            raise _malformed()
+        return None
+    consumed = end + 4
+    if consumed > max_size:
+        raise _too_large()
+    # RFC 9110 5.5: field values are historically ISO-8859-1; latin-1 never fails
+    # and maps bytes 1:1, so validation below works on the decoded text.
+    head = bytes(buf[:end]).decode("latin-1")
+    lines = head.split("\r\n")
+    nlines = len(lines)
+    # A bare CR or LF or a NUL inside the head is a smuggling vector (RFC 9112 2.2).
+    if head.count("\n") != nlines - 1 or head.count("\r") != nlines - 1 or "\x00" in head:
+        raise _malformed()
+    if nlines - 1 > max_headers:
+        raise HandshakeError(431, "too many headers")
+
+    # RFC 9112 3: request-line = method SP request-target SP HTTP-version
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise _malformed()
+    method, target, version = parts
+    if not method or method.strip(_TCHARS) or not target:
+        raise _malformed()
+    if version not in _HTTP_VERSIONS:
+        if version.startswith("HTTP/") and len(version) == 8 and version[5] != "1":
+            raise HandshakeError(505, "http version not supported")
+        raise _malformed()
+
+    headers: dict[str, str] = {}
+    for i in range(1, nlines):
+        name, sep, value = lines[i].partition(":")
+        # RFC 9112 5.1: no whitespace between name and colon; obs-fold (a line
+        # starting with whitespace) is rejected per RFC 9112 5.2.
+        if not sep or not name or name.strip(_TCHARS):
+            raise _malformed()
+        name = name.lower()
+        value = value.strip(" \t")
+        old = headers.get(name)
+        # RFC 9110 5.3: repeated fields combine into one comma-separated list.
+        headers[name] = value if old is None else old + ", " + value
+
+    if "transfer-encoding" in headers:
+        # A handshake never has a body; chunked framing is not supported here.
+        raise HandshakeError(501, "transfer-encoding not supported")
+    content_length = 0
+    cl = headers.get("content-length")
+    if cl is not None:
+        # RFC 9112 6.3: repeated identical values are acceptable, others are not.
+        values = {v.strip(" \t") for v in cl.split(",")}
+        if len(values) != 1:
+            raise _malformed()
+        (cl,) = values
+        if not cl.isdigit() or not cl.isascii() or len(cl) > 18:
+            raise _malformed()
+        content_length = int(cl)
+
+    conn = headers.get("connection")
+    if version == "HTTP/1.1":
+        keep_alive = conn is None or not _has_token(conn, "close")
+    else:
+        keep_alive = conn is not None and _has_token(conn, "keep-alive")
+
+    path, _, query = target.partition("?")
+    return Request(
+        method, target, path, query, headers, version, keep_alive, content_length
+    ), consumed
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """An accepted opening handshake: what the 101 response must say."""
+
+    key: str
+    subprotocol: str | None
+    deflate: DeflateParams | None
+    response_extensions: str | None
+
+
+def is_upgrade(req: Request) -> bool:
+    """Cheap test: does the request ask for a WebSocket (Upgrade: websocket)?"""
+    up = req.headers.get("upgrade")
+    return up is not None and _has_token(up, "websocket")
+
+
+def _valid_key(key: str) -> bool:
+    # RFC 6455 4.2.1 item 5: base64 of exactly 16 bytes -> 24 chars ending "==".
+    if len(key) != 24 or not key.endswith("=="):
+        return False
+    try:
+        return len(binascii.a2b_base64(key, strict_mode=True)) == 16
+    except binascii.Error:
+        return False
+
+
+def check_upgrade(
+    req: Request,
+    *,
+    subprotocols: Sequence[str] = (),
+    allowed_origins: Collection[str] | None = None,
+    deflate: bool = False,
+) -> Upgrade:
+    """Validate an opening handshake per RFC 6455 4.2.1, or raise HandshakeError.
+
+    ``allowed_origins``: None accepts any (or no) Origin; otherwise the Origin
+    header must be present and listed, unless "*" is listed. The subprotocol is
+    the first of the server's ``subprotocols`` that the client offered.
+    """
+    h = req.headers
+    # RFC 6455 4.2.1 items 1-4.
+    if req.method != "GET":
+        raise HandshakeError(400, "method must be GET")
+    if req.version != "HTTP/1.1":
+        raise HandshakeError(400, "HTTP/1.1 required")
+    if "host" not in h:
+        raise HandshakeError(400, "missing Host")
+    up = h.get("upgrade")
+    if up is None or not _has_token(up, "websocket"):
+        raise HandshakeError(400, "missing Upgrade: websocket")
+    conn = h.get("connection")
+    if conn is None or not _has_token(conn, "upgrade"):
+        raise HandshakeError(400, "missing Connection: upgrade")
+    # RFC 6455 4.2.2: an unsupported version gets 426 plus the versions we speak.
+    if h.get("sec-websocket-version") != "13":
+        raise HandshakeError(426, "unsupported websocket version", _VERSION_HEADERS)
+    key = h.get("sec-websocket-key")
+    if key is None or not _valid_key(key):
+        raise HandshakeError(400, "invalid Sec-WebSocket-Key")
+    # RFC 6455 10.2: Origin protects browsers from cross-site use.
+    if allowed_origins is not None and "*" not in allowed_origins:
+        origin = h.get("origin")
+        if origin is None or origin not in allowed_origins:
+            raise HandshakeError(403, "origin not allowed")
+
+    subprotocol = None
+    if subprotocols:
+        offered_header = h.get("sec-websocket-protocol")
+        if offered_header:
+            offered = {p.strip(" \t") for p in offered_header.split(",")}
+            for proto in subprotocols:
+                if proto in offered:
+                    subprotocol = proto
+                    break
+
+    params = None
+    answer = None
+    if deflate:
+        ext = h.get("sec-websocket-extensions")
+        if ext:
+            negotiated = negotiate(ext)
+            if negotiated is not None:
+                params, answer = negotiated
+    return Upgrade(key, subprotocol, params, answer)
+
+
+def accept_key(key: str) -> str:
+    """RFC 6455 4.2.2 item 5.4: base64(SHA-1(key + GUID))."""
+    digest = hashlib.sha1(key.encode("ascii") + WS_GUID).digest()
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
+
+
+def _check_header(name: str, value: str) -> None:
+    # Response splitting guard: a CR or LF from app data must never reach the wire.
+    if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+        raise ValueError("invalid header")
+
+
+def _extra(headers: Iterable[tuple[str, str]]) -> str:
+    out = []
+    for name, value in headers:
+        _check_header(name, value)
+        out.append(f"{name}: {value}\r\n")
+    return "".join(out)
+
+
+_ACCEPT_HEAD = (
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Accept: "
+)
+
+
+def accept_response(upgrade: Upgrade, extra_headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    """The complete 101 response (RFC 6455 4.2.2 item 5)."""
+    parts = [_ACCEPT_HEAD, accept_key(upgrade.key), "\r\n"]
+    if upgrade.subprotocol is not None:
+        parts.append(f"Sec-WebSocket-Protocol: {upgrade.subprotocol}\r\n")
+    if upgrade.response_extensions is not None:
+        parts.append(f"Sec-WebSocket-Extensions: {upgrade.response_extensions}\r\n")
+    if extra_headers:
+        parts.append(_extra(extra_headers))
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+def http_response(
+    status: int,
+    body: bytes = b"",
+    *,
+    content_type: str = "text/plain; charset=utf-8",
+    headers: Iterable[tuple[str, str]] = (),
+    keep_alive: bool = False,
+) -> bytes:
+    """A plain HTTP/1.1 response with a Content-Length framed body.
+
+    RFC 9110 8.6: 1xx and 204 responses carry neither body nor Content-Length.
+    """
+    parts = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n"]
+    no_body = status < 200 or status == 204
+    if not no_body:
+        if body:
+            _check_header("Content-Type", content_type)
+            parts.append(f"Content-Type: {content_type}\r\n")
+        parts.append(f"Content-Length: {len(body)}\r\n")
+    if not keep_alive:
+        parts.append("Connection: close\r\n")
+    parts.append(_extra(headers))
+    parts.append("\r\n")
+    head = "".join(parts).encode("latin-1")
+    return head if no_body else head + body
+
+
+def reject_response(err: HandshakeError) -> bytes:
+    """The HTTP reply an upgrade refused with ``err`` deserves."""
+    return http_response(err.status, (err.reason + "\n").encode(), headers=err.headers)
