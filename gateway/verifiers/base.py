@@ -5,6 +5,10 @@ the gateway knows about the connection. It returns an ``Identity`` or raises
 ``AuthFailed(code, reason)``. ``verify`` may be a plain function or a coroutine
 function; the gateway calls sync verifiers inline (no task on the fast path) and
 schedules async ones.
+
+``requires_message`` tells the gateway whether to wait for a first message at all:
+``False`` only for the anonymous ``none`` verifier, which authenticates on the
+upgrade alone (echo and Autobahn conformance targets).
 """
 
 from __future__ import annotations
@@ -14,6 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from protocol import closecodes
+
+# The auth backend (an HTTP callback...) could not answer: HTTP 503 + 4000. Also
+# added to ``protocol.closecodes``; kept here so verifiers do not depend on that.
+AUTH_UNAVAILABLE = 4503
+
+# Reasons travel in the error frame and the close frame (RFC 6455 5.5: a control
+# frame payload is <= 125 bytes, 2 of which are the code), so they stay short.
+MAX_REASON_BYTES = 100
+
+
+def clip_reason(reason: str, limit: int = MAX_REASON_BYTES) -> str:
+    """``reason`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
+    raw = reason.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return reason
+    return raw[:limit].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +67,15 @@ class AuthFailed(Exception):
     """
 
     def __init__(self, code: int = closecodes.AUTH_FAILED, reason: str = "authentication failed"):
+        # Fast path: 25 characters are at most 100 bytes of UTF-8.
+        if len(reason) > MAX_REASON_BYTES // 4:
+            reason = clip_reason(reason)
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"AuthFailed({self.code}, {self.reason!r})"
 
 
 VerifyResult = Identity | Awaitable[Identity]
@@ -68,6 +94,9 @@ class BaseVerifier:
     """Convenience base: a name, options from the config, and a no-op ``aclose``."""
 
     name = "base"
+    # The gateway waits for a first message and passes it to ``verify``; only the
+    # anonymous verifier sets this to False (no auth message expected at all).
+    requires_message = True
 
     def __init__(self, **options: Any) -> None:
         if options:

@@ -1,0 +1,54 @@
+"""``hmac`` (the default): uvgate's own HMAC-SHA256 expiring tokens.
+
+The format lives in ``gateway.tokens`` (shared with ``uvgate token`` and the
+bench). This verifier is on the hot path of every connection, so it is sync and
+does one HMAC, one JSON decode and a couple of type checks; the key is encoded
+once at load time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from protocol import closecodes
+
+from .. import tokens
+from . import _options
+from .base import AuthFailed, BaseVerifier, ConnectionInfo, Identity, token_of
+
+
+class HmacVerifier(BaseVerifier):
+    """Check ``v1.`` tokens signed with a shared secret.
+
+    Options:
+        secret: the HMAC key (required).
+        leeway: seconds of clock skew tolerated past ``exp`` (default 0).
+
+    Failures (all 4401): "bad signature", "token expired", "malformed token",
+    "malformed claims" (valid signature but no ``sub``/``exp``, or bad ``grp``/``info``),
+    plus ``token_of``'s "first message must be auth" and "missing token".
+    """
+
+    name = "hmac"
+
+    def __init__(self, *, secret: str, leeway: float = 0) -> None:
+        self._key = _options.string(self.name, "secret", secret).encode()
+        self.leeway = _options.number(self.name, "leeway", leeway)
+
+    def verify(self, message: Mapping[str, Any], conn: ConnectionInfo) -> Identity:
+        try:
+            claims = tokens.verify_token(self._key, token_of(message), leeway=self.leeway)
+        except tokens.TokenError as exc:
+            raise AuthFailed(closecodes.AUTH_FAILED, exc.reason) from None
+        info = claims.get("info")
+        grp = claims.get("grp")
+        if grp is None:
+            groups: tuple[str, ...] = ()
+        elif isinstance(grp, list) and all(isinstance(g, str) for g in grp):
+            groups = tuple(grp)
+        else:
+            raise AuthFailed(closecodes.AUTH_FAILED, "malformed claims")
+        if info is not None and not isinstance(info, dict):
+            raise AuthFailed(closecodes.AUTH_FAILED, "malformed claims")
+        return Identity(claims["sub"], info, groups)
