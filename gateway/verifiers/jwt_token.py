@@ -135,6 +135,8 @@ class JwtVerifier(BaseVerifier):
             allowed, default = _key_algorithms(self._key)
 
         algs = (default,) if algorithms is None else _options.strings(n, "algorithms", algorithms)
+        if not algs:
+            raise ValueError("verifier 'jwt' option 'algorithms' must not be empty")
         for alg in algs:
             if alg.lower() == "none":
                 raise ValueError("verifier 'jwt': algorithm 'none' is never allowed")
