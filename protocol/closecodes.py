@@ -23,6 +23,7 @@ AUTH_FORBIDDEN = 4403
 AUTH_TIMEOUT = 4408
 SLOW_CONSUMER = 4413  # the peer does not read; its unsent bytes passed the bound
 AUTH_RATE_LIMITED = 4429
+AUTH_UNAVAILABLE = 4503  # the verifier's backend (HTTP callback) timed out or failed
 
 # Codes a peer may legitimately put in a close frame (RFC 6455 7.4.1/7.4.2).
 _VALID_RFC = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})

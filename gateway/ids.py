@@ -1,0 +1,46 @@
+"""Connection ids: unique, unguessable, and telling which node and worker own them.
+
+Format ``"{node*100 + worker}.{random}"`` — digits, a dot, digits — so the same id
+is a valid Pusher ``socket_id`` (``^\\d+\\.\\d+$``, which server libraries enforce).
+The random part is 63 bits from the OS CSPRNG (``secrets``), unlike soketi and
+Reverb, whose ids come from a non-cryptographic RNG. A cluster can route a message
+to its owner by reading the prefix, without a lookup.
+"""
+
+from __future__ import annotations
+
+import socket
+import zlib
+from secrets import randbits
+
+MAX_WORKERS = 100
+
+
+def default_node_id() -> int:
+    """A stable node number 0-9999 derived from the hostname."""
+    return zlib.crc32(socket.gethostname().encode()) % 10000
+
+
+class IdFactory:
+    __slots__ = ("_prefix", "node_id", "worker")
+
+    def __init__(self, node_id: int, worker: int = 0) -> None:
+        if not 0 <= node_id <= 9999:
+            raise ValueError("node_id must be 0-9999")
+        if not 0 <= worker < MAX_WORKERS:
+            raise ValueError(f"worker must be 0-{MAX_WORKERS - 1}")
+        self.node_id = node_id
+        self.worker = worker
+        self._prefix = f"{node_id * MAX_WORKERS + worker}."
+
+    def new(self) -> str:
+        # Collisions: 2**63 space, so the birthday bound is far beyond any registry size.
+        return self._prefix + str(randbits(63))
+
+
+def owner_of(conn_id: str) -> tuple[int, int]:
+    """(node_id, worker) that owns ``conn_id``; ValueError if it is not one of ours."""
+    head, dot, tail = conn_id.partition(".")
+    if not dot or not head.isdigit() or not tail.isdigit():
+        raise ValueError(f"not a connection id: {conn_id!r}")
+    return divmod(int(head), MAX_WORKERS)

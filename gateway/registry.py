@@ -1,0 +1,204 @@
+"""The connection registry: id -> connection, user -> connections, group -> connections.
+
+Every index is updated here and only here, so each close path (clean close, error,
+abort, shutdown) leaves them consistent by calling ``remove`` once. Memory is the
+reason for a few shapes below: a user with one connection (the common case) maps
+straight to it, and only a second connection promotes the entry to a set; a
+connection with no groups holds ``None`` rather than an empty set.
+
+Broadcasts are encoded and framed once per codec and the same bytes are written to
+every transport (encode once, write many).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from protocol.codecs import Codec, frame_message
+
+if TYPE_CHECKING:
+    from gateway.connection import Connection
+
+
+class Registry:
+    __slots__ = ("_conns", "_groups", "_users")
+
+    def __init__(self) -> None:
+        self._conns: dict[str, Connection] = {}
+        self._users: dict[str, Connection | set[Connection]] = {}
+        self._groups: dict[str, set[Connection]] = {}
+
+    # --- membership (called by the gateway) --------------------------------------
+    def add(self, conn: Connection) -> None:
+        self._conns[conn.id] = conn
+        user = conn.user
+        if user is not None:
+            have = self._users.get(user)
+            if have is None:
+                self._users[user] = conn
+            elif isinstance(have, set):
+                have.add(conn)
+            else:
+                self._users[user] = {have, conn}
+
+    def remove(self, conn: Connection) -> None:
+        """Forget ``conn`` everywhere; safe to call twice."""
+        if self._conns.pop(conn.id, None) is None:
+            return
+        user = conn.user
+        if user is not None:
+            have = self._users.get(user)
+            if have is conn:
+                del self._users[user]
+            elif isinstance(have, set):
+                have.discard(conn)
+                if len(have) == 1:
+                    self._users[user] = next(iter(have))
+                elif not have:
+                    del self._users[user]
+        groups = conn.groups
+        if groups:
+            for name in groups:
+                members = self._groups.get(name)
+                if members is not None:
+                    members.discard(conn)
+                    if not members:
+                        del self._groups[name]
+            conn.groups = None
+
+    # --- lookups ---------------------------------------------------------------
+    def get(self, conn_id: str) -> Connection | None:
+        return self._conns.get(conn_id)
+
+    def __contains__(self, conn_id: object) -> bool:
+        return conn_id in self._conns
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def count(self, *, user: str | None = None, group: str | None = None) -> int:
+        """Connections in total, of one user, or in one group."""
+        if user is not None:
+            have = self._users.get(user)
+            return 0 if have is None else len(have) if isinstance(have, set) else 1
+        if group is not None:
+            return len(self._groups.get(group, ()))
+        return len(self._conns)
+
+    def __iter__(self) -> Iterator[Connection]:
+        # A snapshot: callers may close connections while iterating.
+        return iter(list(self._conns.values()))
+
+    def ids(self) -> list[str]:
+        return list(self._conns)
+
+    def of_user(self, user: str) -> list[Connection]:
+        have = self._users.get(user)
+        if have is None:
+            return []
+        return list(have) if isinstance(have, set) else [have]
+
+    def users(self) -> list[str]:
+        return list(self._users)
+
+    def members(self, group: str) -> list[Connection]:
+        return list(self._groups.get(group, ()))
+
+    def groups(self) -> list[str]:
+        return list(self._groups)
+
+    # --- groups ----------------------------------------------------------------
+    def join(self, conn_or_id: Connection | str, group: str) -> bool:
+        conn = self._resolve(conn_or_id)
+        if conn is None:
+            return False
+        members = self._groups.get(group)
+        if members is None:
+            members = self._groups[group] = set()
+        members.add(conn)
+        if conn.groups is None:
+            conn.groups = {group}
+        else:
+            conn.groups.add(group)
+        return True
+
+    def leave(self, conn_or_id: Connection | str, group: str) -> bool:
+        conn = self._resolve(conn_or_id)
+        if conn is None or not conn.groups or group not in conn.groups:
+            return False
+        conn.groups.discard(group)
+        if not conn.groups:
+            conn.groups = None
+        members = self._groups.get(group)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del self._groups[group]
+        return True
+
+    # --- sending ---------------------------------------------------------------
+    def send(self, conn_id: str, message: Any) -> bool:
+        """Encode ``message`` with the connection's codec and send it; False if unknown/closed."""
+        conn = self._conns.get(conn_id)
+        return conn is not None and conn.send(message)
+
+    def send_to_user(self, user: str, message: Any) -> int:
+        return self._write_encoded(self.of_user(user), message, None)
+
+    def close(self, conn_id: str, code: int = 1000, reason: str = "") -> bool:
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            return False
+        conn.close(code, reason)
+        return True
+
+    def close_user(self, user: str, code: int = 1000, reason: str = "") -> int:
+        conns = self.of_user(user)
+        for conn in conns:
+            conn.close(code, reason)
+        return len(conns)
+
+    def broadcast(
+        self,
+        target: str | Iterable[str] | None,
+        message: Any,
+        *,
+        exclude: str | Connection | None = None,
+    ) -> int:
+        """Send ``message`` to a group (``str``), to ids (iterable), or to everyone (``None``).
+
+        Returns the number of connections written to.
+        """
+        if target is None:
+            conns: Iterable[Connection] = self._conns.values()
+        elif isinstance(target, str):
+            conns = self._groups.get(target, ())
+        else:
+            get = self._conns.get
+            conns = [c for c in map(get, target) if c is not None]
+        return self._write_encoded(conns, message, exclude)
+
+    def _write_encoded(
+        self, conns: Iterable[Connection], message: Any, exclude: str | Connection | None
+    ) -> int:
+        # Encode and frame once per codec in use (almost always one), then write
+        # the same bytes to each transport. Iterate over a snapshot: a write can
+        # close a slow consumer, which removes it from these very sets.
+        frames: dict[Codec, bytes] = {}
+        sent = 0
+        for conn in list(conns):
+            if conn is exclude or conn.id == exclude:
+                continue
+            codec = conn.codec
+            data = frames.get(codec)
+            if data is None:
+                data = frames[codec] = frame_message(codec, message)
+            if conn.write_frame(data):
+                sent += 1
+        return sent
+
+    def _resolve(self, conn_or_id: Connection | str) -> Connection | None:
+        if isinstance(conn_or_id, str):
+            return self._conns.get(conn_or_id)
+        return conn_or_id if conn_or_id.id in self._conns else None

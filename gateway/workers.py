@@ -1,0 +1,142 @@
+"""Run the gateway: one process, or N worker processes sharing the port (SO_REUSEPORT).
+
+The supervisor forks the workers, forwards SIGTERM/SIGINT to them, restarts a
+worker that dies unexpectedly (at most ``MAX_RESTARTS`` per minute), and exits 0
+once every worker has shut down gracefully. Each worker has its own loop and its
+own registry; its index is part of every connection id it issues.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+from gateway.config import Config
+
+log = logging.getLogger("uvgate.workers")
+
+MAX_RESTARTS = 5
+
+
+async def serve_worker(
+    config: Config, worker: int = 0, on_ready: Callable[[int], None] | None = None
+) -> None:
+    from gateway.server import Gateway
+
+    gateway = Gateway(config, worker=worker)
+    await gateway.start()
+    if on_ready is not None:
+        on_ready(gateway.port)
+    await gateway.serve(install_signals=True)
+
+
+def _run_loop(config: Config, worker: int, on_ready: Callable[[int], None] | None) -> None:
+    import uvloop
+
+    uvloop.run(serve_worker(config, worker, on_ready))
+
+
+def _reserve_port(host: str) -> socket.socket:
+    """Hold a free port for the workers (bound with SO_REUSEPORT, never listening)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def run(config: Config, on_ready: Callable[[int], None] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit status."""
+    if config.workers == 1:
+        _run_loop(config, 0, on_ready)
+        return 0
+    return _supervise(config, on_ready)
+
+
+def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
+    holder = None
+    if config.port == 0:
+        holder = _reserve_port(config.host)
+        config = config.replace(port=holder.getsockname()[1])
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+    restarts: list[float] = []
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                _run_loop(config, index, None)
+            except BaseException:
+                log.exception("worker %d crashed", index)
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for index in range(config.workers):
+        spawn(index)
+    if on_ready is not None:
+        # Workers bind within milliseconds; announce once the port accepts.
+        _wait_listening(config.host, config.port, 10.0)
+        on_ready(config.port)
+    status = 0
+    while children:
+        try:
+            pid, wstatus = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid, -1)
+        if index < 0:
+            continue
+        code = os.waitstatus_to_exitcode(wstatus)
+        if stopping:
+            if code != 0:
+                status = 1
+            continue
+        now = time.monotonic()
+        restarts[:] = [t for t in restarts if now - t < 60] + [now]
+        if len(restarts) > MAX_RESTARTS:
+            log.error("worker %d exited (%d); too many restarts, stopping", index, code)
+            status = 1
+            forward(signal.SIGTERM, None)
+            continue
+        log.error("worker %d exited unexpectedly (%d); restarting", index, code)
+        spawn(index)
+    if holder is not None:
+        holder.close()
+    return status
+
+
+def _wait_listening(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
