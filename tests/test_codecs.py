@@ -23,12 +23,16 @@ ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 floats = st.floats(allow_nan=False, allow_infinity=False)
 json_values = st.recursive(
     st.none() | st.booleans() | ints | floats | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=30,
 )
 msgpack_values = st.recursive(
     st.none() | st.booleans() | ints | floats | st.text(max_size=20) | st.binary(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -50,7 +54,9 @@ def test_msgpack_roundtrip(value: Any) -> None:
     assert MSGPACK.decode(data) == value
 
 
-@pytest.mark.parametrize("bad", [b"", b"{", b"{'a': 1}", b"[1,]", b"\xff", "nul", b"1 2", "[" * 2000 + "]" * 2000])
+@pytest.mark.parametrize(
+    "bad", [b"", b"{", b"{'a': 1}", b"[1,]", b"\xff", "nul", b"1 2", "[" * 2000 + "]" * 2000]
+)
 def test_json_decode_errors(bad: str | bytes) -> None:
     with pytest.raises(CodecError) as info:
         JSON.decode(bad)
@@ -108,6 +114,8 @@ def test_frame_message_once_for_many() -> None:
     assert isinstance(event, BinaryMessage)
     assert MSGPACK.decode(event.data) == obj
     big = {"data": "x" * 70000}
-    [event] = FrameParser(require_mask=False, max_message_size=1 << 20).feed(frame_message(JSON, big))
+    [event] = FrameParser(require_mask=False, max_message_size=1 << 20).feed(
+        frame_message(JSON, big)
+    )
     assert isinstance(event, TextMessage)
     assert JSON.decode(event.data) == big

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import tracemalloc
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -42,7 +43,9 @@ def cf(opcode: int, payload: bytes = b"", **kw: object) -> bytes:
     return encode_client_frame(opcode, payload, mask=MASK, **kw)  # type: ignore[arg-type]
 
 
-def raw_frame(b0: int, payload: bytes = b"", *, masked: bool = True, length: int | None = None) -> bytes:
+def raw_frame(
+    b0: int, payload: bytes = b"", *, masked: bool = True, length: int | None = None
+) -> bytes:
     """A hand-built frame, for headers the encoders refuse to produce."""
     n = len(payload) if length is None else length
     mbit = 0x80 if masked else 0
@@ -89,7 +92,9 @@ def test_rfc_examples_masked_and_unmasked() -> None:
 
 def test_encoders_match_rfc_examples() -> None:
     assert encode_text("Hello") == bytes.fromhex("810548656c6c6f")
-    assert encode_client_frame(OP_TEXT, b"Hello", mask=MASK) == bytes.fromhex("818537fa213d7f9f4d5158")
+    assert encode_client_frame(OP_TEXT, b"Hello", mask=MASK) == bytes.fromhex(
+        "818537fa213d7f9f4d5158"
+    )
     assert encode_ping(b"Hello") == bytes.fromhex("890548656c6c6f")
     assert encode_binary(b"\x00" * 256)[:4] == bytes.fromhex("827e0100")
     assert encode_binary(b"\x00" * 65536)[:10] == bytes.fromhex("827f0000000000010000")
@@ -173,14 +178,23 @@ def test_every_split_point_gives_identical_events() -> None:
         CloseFrame(1000, "bye"),
     ]
     step = 7  # every split near frame boundaries plus a stride through the payloads
-    points = set(range(0, 40)) | set(range(0, len(stream), step)) | set(range(len(stream) - 80, len(stream)))
+    points = (
+        set(range(0, 40))
+        | set(range(0, len(stream), step))
+        | set(range(len(stream) - 80, len(stream)))
+    )
     for i in sorted(points):
         parser = FrameParser(max_message_size=1 << 20)
         assert parser.feed(stream[:i]) + parser.feed(stream[i:]) == expected, i
 
 
 def test_byte_at_a_time() -> None:
-    stream = cf(OP_TEXT, "añb".encode(), fin=False) + cf(OP_PING, b"!") + cf(OP_CONT, b"c") + cf(OP_BINARY, b"z" * 200)
+    stream = (
+        cf(OP_TEXT, "añb".encode(), fin=False)
+        + cf(OP_PING, b"!")
+        + cf(OP_CONT, b"c")
+        + cf(OP_BINARY, b"z" * 200)
+    )
     parser = FrameParser()
     events: list[Event] = []
     for i in range(len(stream)):
@@ -270,9 +284,13 @@ def test_close_empty_body_is_1005() -> None:
     assert FrameParser().feed(cf(OP_CLOSE)) == [CloseFrame(1005, "")]
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999])
+@pytest.mark.parametrize(
+    "code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999]
+)
 def test_close_valid_codes(code: int) -> None:
-    assert FrameParser().feed(cf(OP_CLOSE, struct.pack("!H", code) + "bÿe".encode())) == [CloseFrame(code, "bÿe")]
+    assert FrameParser().feed(cf(OP_CLOSE, struct.pack("!H", code) + "bÿe".encode())) == [
+        CloseFrame(code, "bÿe")
+    ]
 
 
 @pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535])
@@ -290,7 +308,9 @@ def test_close_bad_utf8_reason() -> None:
 
 def test_input_after_close_is_ignored() -> None:
     parser = FrameParser()
-    events = parser.feed(cf(OP_PING) + cf(OP_CLOSE, b"\x03\xe8") + cf(OP_TEXT, b"late") + b"\xff\xff")
+    events = parser.feed(
+        cf(OP_PING) + cf(OP_CLOSE, b"\x03\xe8") + cf(OP_TEXT, b"late") + b"\xff\xff"
+    )
     assert events == [Ping(b""), CloseFrame(1000, "")]
     assert parser.closed
     assert parser.feed(cf(OP_TEXT, b"later")) == []
@@ -299,7 +319,9 @@ def test_input_after_close_is_ignored() -> None:
 # -- 1007 invalid UTF-8 ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"a\x80b", b"\xf4\x90\x80\x80", b"\xc0\xaf"])
+@pytest.mark.parametrize(
+    "bad", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"a\x80b", b"\xf4\x90\x80\x80", b"\xc0\xaf"]
+)
 def test_invalid_utf8_text(bad: bytes) -> None:
     expect_error(cf(OP_TEXT, bad), 1007)
     # Through the buffered path as well.
@@ -315,7 +337,9 @@ def test_invalid_utf8_fails_fast_on_first_fragment() -> None:
 
 def test_utf8_sequence_split_across_fragments_is_fine() -> None:
     data = "€".encode()
-    stream = cf(OP_TEXT, data[:1], fin=False) + cf(OP_CONT, data[1:2], fin=False) + cf(OP_CONT, data[2:])
+    stream = (
+        cf(OP_TEXT, data[:1], fin=False) + cf(OP_CONT, data[1:2], fin=False) + cf(OP_CONT, data[2:])
+    )
     assert FrameParser().feed(stream) == [TextMessage("€")]
 
 
@@ -431,7 +455,9 @@ def message_streams(draw: st.DrawFn) -> tuple[list[bytes], list[Event]]:
 
 @settings(max_examples=300, deadline=None)
 @given(message_streams(), st.data())
-def test_roundtrip_random_streams_and_chunking(stream: tuple[list[bytes], list[Event]], data: st.DataObject) -> None:
+def test_roundtrip_random_streams_and_chunking(
+    stream: tuple[list[bytes], list[Event]], data: st.DataObject
+) -> None:
     frames, expected = stream
     wire = b"".join(frames)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
@@ -446,20 +472,21 @@ def wsproto_messages(proto: FrameProtocol, data: bytes) -> list[tuple[str, objec
     """Reassemble wsproto frames into (kind, payload) messages."""
     proto.receive_bytes(data)
     out: list[tuple[str, object]] = []
-    acc: list[object] = []
+    acc: list[Any] = []
     for frame in proto.received_frames():
+        payload: Any = frame.payload
         if frame.opcode in (Opcode.PING, Opcode.PONG):
-            out.append((frame.opcode.name, bytes(frame.payload)))
+            out.append((frame.opcode.name, bytes(payload)))
         elif frame.opcode is Opcode.CLOSE:
-            code, reason = frame.payload
+            code, reason = payload
             out.append(("CLOSE", (int(code), reason)))
         else:
-            acc.append(frame.payload)
+            acc.append(payload)
             if frame.message_finished:
                 if isinstance(acc[0], str):
-                    out.append(("TEXT", "".join(acc)))  # type: ignore[arg-type]
+                    out.append(("TEXT", "".join(acc)))
                 else:
-                    out.append(("BINARY", b"".join(bytes(p) for p in acc)))  # type: ignore[misc]
+                    out.append(("BINARY", b"".join(bytes(p) for p in acc)))
                 acc = []
     return out
 
@@ -484,7 +511,12 @@ close_codes = st.sampled_from([1000, 1001, 1008, 1011, 3000, 4401, 4999])
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(messages, st.integers(0, 3)), min_size=1, max_size=5), st.binary(max_size=50), close_codes, st.text(max_size=40))
+@given(
+    st.lists(st.tuples(messages, st.integers(0, 3)), min_size=1, max_size=5),
+    st.binary(max_size=50),
+    close_codes,
+    st.text(max_size=40),
+)
 def test_wsproto_client_frames_parse_identically(
     msgs: list[tuple[tuple[int, object], int]], ping: bytes, code: int, reason: str
 ) -> None:
@@ -513,8 +545,18 @@ def test_wsproto_client_frames_parse_identically(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(messages, st.tuples(st.just(OP_PING), st.binary(max_size=125))), min_size=1, max_size=6), close_codes, st.text(max_size=200))
-def test_our_encoders_parse_in_wsproto_client(msgs: list[tuple[int, object]], code: int, reason: str) -> None:
+@given(
+    st.lists(
+        st.one_of(messages, st.tuples(st.just(OP_PING), st.binary(max_size=125))),
+        min_size=1,
+        max_size=6,
+    ),
+    close_codes,
+    st.text(max_size=200),
+)
+def test_our_encoders_parse_in_wsproto_client(
+    msgs: list[tuple[int, object]], code: int, reason: str
+) -> None:
     wire = bytearray()
     expected: list[tuple[str, object]] = []
     for opcode, data in msgs:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import h11
 import pytest
 import wsproto
-from wsproto.events import AcceptConnection, Request as WsRequest
+from wsproto.events import AcceptConnection
+from wsproto.events import Request as WsRequest
 
 from protocol.errors import HandshakeError
 from protocol.handshake import (
@@ -96,7 +97,7 @@ def test_pipelined_bytes_preserved() -> None:
     frame = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
     result = parse_request(head + frame)
     assert result is not None
-    req, consumed = result
+    _, consumed = result
     assert consumed == len(head)
     assert (head + frame)[consumed:] == frame
 
@@ -116,7 +117,9 @@ def test_keep_alive_rules() -> None:
 
 def test_content_length() -> None:
     assert parse(build(extra=[("Content-Length", "12")])).content_length == 12
-    assert parse(build(extra=[("Content-Length", "5"), ("Content-Length", "5")])).content_length == 5
+    assert (
+        parse(build(extra=[("Content-Length", "5"), ("Content-Length", "5")])).content_length == 5
+    )
 
 
 @pytest.mark.parametrize(
@@ -198,7 +201,10 @@ def test_valid_upgrade() -> None:
 
 
 def test_header_tokens_case_insensitive_and_lists() -> None:
-    data = build(drop=("upgrade", "connection"), extra=[("UPGRADE", "WebSocket"), ("connection", "keep-alive, UPGRADE")])
+    data = build(
+        drop=("upgrade", "connection"),
+        extra=[("UPGRADE", "WebSocket"), ("connection", "keep-alive, UPGRADE")],
+    )
     assert check_upgrade(parse(data)).key == KEY
 
 
@@ -370,10 +376,15 @@ def test_http_response_shape() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Content-Length: 2\r\nConnection: close\r\n\r\nok"
     )
-    assert http_response(404, keep_alive=True) == b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    assert (
+        http_response(404, keep_alive=True)
+        == b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    )
     assert http_response(204, b"ignored").startswith(b"HTTP/1.1 204 No Content\r\n")
     assert b"Content-Length" not in http_response(204)
-    assert b"Content-Type: application/json" in http_response(200, b"{}", content_type="application/json")
+    assert b"Content-Type: application/json" in http_response(
+        200, b"{}", content_type="application/json"
+    )
 
 
 def test_our_parser_accepts_what_h11_clients_send() -> None:
