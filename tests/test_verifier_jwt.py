@@ -147,6 +147,7 @@ def test_require():
     no_exp = hs(claims(exp=None))
     assert refused(JwtVerifier(secret=SECRET), no_exp) == (4401, "missing required claim")
     assert JwtVerifier(secret=SECRET, require=[]).verify(auth(no_exp), CONN).user == "alice"
+    assert JwtVerifier(secret=SECRET, require="exp").require == ["exp"]
     v = JwtVerifier(secret=SECRET, require=["exp", "jti"])
     assert refused(v, hs(claims())) == (4401, "missing required claim")
     assert v.verify(auth(hs(claims(jti="j1"))), CONN).user == "alice"

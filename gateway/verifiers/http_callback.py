@@ -160,7 +160,7 @@ class HttpVerifier(BaseVerifier):
             if _BAD_VALUE.search(value):
                 raise ValueError(f"verifier 'http' option 'headers': bad value for {name!r}")
         static = {name.lower() for name in self.headers}
-        forward = [h.lower() for h in _options.strings(n, "forward_headers", list(forward_headers))]
+        forward = [h.lower() for h in _options.strings(n, "forward_headers", forward_headers)]
         for name in forward:
             self._check_header(name, "forward_headers")
         # Static headers win: a peer must not override the operator's API key.

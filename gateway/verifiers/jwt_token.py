@@ -168,7 +168,7 @@ class JwtVerifier(BaseVerifier):
             self.issuer = isss[0] if isinstance(issuer, str) else list(isss)
         self.leeway = _options.number(n, "leeway", leeway)
         self.user_claim = _options.string(n, "user_claim", user_claim)
-        self.require = list(_options.strings(n, "require", list(require)))
+        self.require = list(_options.strings(n, "require", require))
         # One PyJWT instance per verifier: no shared global options.
         self._jwt = jwt.PyJWT(
             options={
