@@ -203,12 +203,13 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # Runs once per transport, whatever state we closed it from: every index
+        # the connection may sit in is cleaned here, so no close path can leak.
         state = self.state
-        if state == CLOSED:
-            return
         if state in _WEBSOCKET_STATES:
             self._leave_open(closecodes.ABNORMAL)
-        self._move(CLOSED)
+        if self.state != CLOSED:
+            self._move(CLOSED)
         self.clear_deadline()
         gw = self.gw
         gw.pending.discard(self)
@@ -498,6 +499,11 @@ class Connection(asyncio.Protocol):
             self.transport.write(encode_close(code, reason))
             self._leave_open(code)
             self.set_deadline(self.gw.config.close_timeout)
+            if state is AUTHENTICATING:
+                # Reading was paused for the verifier; the peer's close must get through.
+                self.held = None
+                if not self.write_paused:
+                    self.transport.resume_reading()
         elif state in (HANDSHAKE, HTTP):
             self._move(CLOSED)
             self.transport.close()

@@ -151,6 +151,8 @@ class HttpVerifier(BaseVerifier):
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("verifier 'http' option 'url' must be an http:// or https:// URL")
+        # For logs: without any user:password@ (aiohttp would send it as basic auth).
+        self._log_url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         self.timeout = _options.number(n, "timeout", timeout, positive=True)
         self.max_connections = _options.integer(n, "max_connections", max_connections)
 
@@ -252,10 +254,10 @@ class HttpVerifier(BaseVerifier):
                     status = resp.status
                     raw = await self._read(resp)
         except TimeoutError:
-            self._warn("auth backend %s: no answer within %.1fs", self.url, self.timeout)
+            self._warn("auth backend %s: no answer within %.1fs", self._log_url, self.timeout)
             raise AuthFailed(AUTH_UNAVAILABLE, _TIMEOUT) from None
         except (aiohttp.ClientError, OSError, _TooBig) as exc:
-            self._warn("auth backend %s unavailable: %r", self.url, exc)
+            self._warn("auth backend %s unavailable: %r", self._log_url, exc)
             raise AuthFailed(AUTH_UNAVAILABLE, _UNAVAILABLE) from None
 
         if 200 <= status < 300 or status in (401, 403):
@@ -268,7 +270,7 @@ class HttpVerifier(BaseVerifier):
             if status == 403:
                 raise AuthFailed(closecodes.AUTH_FORBIDDEN, _reason(doc))
             return _identity(doc)
-        self._warn("auth backend %s answered HTTP %d", self.url, status)
+        self._warn("auth backend %s answered HTTP %d", self._log_url, status)
         raise AuthFailed(AUTH_UNAVAILABLE, _UNAVAILABLE)
 
     @staticmethod

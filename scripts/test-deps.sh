@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# What the test suite needs beyond the Python packages: node + npm (pusher-js and
+# laravel-echo tests) and redis-server (scale-out tests). Installed with apt-get when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test-deps: missing ${need[*]} and not root; install them and rerun" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+# The JavaScript clients the tests drive, pinned by the lockfile.
+if [ -f tests/js/package-lock.json ]; then
+  if [ ! -d tests/js/node_modules ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

@@ -1,0 +1,50 @@
+"""Shared fixtures: run every async test under asyncio and uvloop, and fail a test
+on any exception the event loop reports as unhandled (the kind that hides bugs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+
+LOOPS = ("asyncio", "uvloop")
+
+
+def run_checked(
+    coro: Coroutine[Any, Any, Any], loop_kind: str = "uvloop", timeout: float = 60
+) -> Any:
+    """Run ``coro`` on a fresh loop of ``loop_kind``; fail on unhandled loop exceptions."""
+    errors: list[dict[str, Any]] = []
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            # Let transports finish closing so their errors surface here.
+            await asyncio.sleep(0)
+
+    result = uvloop.run(main()) if loop_kind == "uvloop" else asyncio.run(main())
+    if errors:
+        details = "; ".join(f"{ctx.get('message')}: {ctx.get('exception')!r}" for ctx in errors)
+        pytest.fail(f"unhandled event-loop exception(s): {details}")
+    return result
+
+
+@pytest.fixture(params=LOOPS)
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def arun(loop_kind: str) -> Callable[..., Any]:
+    """``arun(coro)`` runs a coroutine under the parametrized loop (asyncio and uvloop)."""
+
+    def runner(coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        return run_checked(coro, loop_kind, timeout)
+
+    return runner
