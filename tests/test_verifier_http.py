@@ -8,6 +8,7 @@ reports (a leaked task, an unclosed transport) as well as on any warning
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 
@@ -412,7 +413,7 @@ def test_backend_failures_are_logged_without_flooding(run, caplog, monkeypatch):
         port = s.getsockname()[1]
 
     async def go():
-        v = HttpVerifier(url=f"http://127.0.0.1:{port}/auth")
+        v = HttpVerifier(url=f"http://api:hunter2@127.0.0.1:{port}/auth")
         try:
             for _ in range(5):
                 await refused(v)
@@ -423,7 +424,10 @@ def test_backend_failures_are_logged_without_flooding(run, caplog, monkeypatch):
         run(go())
     records = [r for r in caplog.records if r.name == "gateway.verifiers.http_callback"]
     assert len(records) == 1
-    assert "unavailable" in records[0].getMessage()
+    text = records[0].getMessage()
+    assert "unavailable" in text
+    assert f"http://127.0.0.1:{port}/auth" in text
+    assert "hunter2" not in text
 
 
 # --- options -----------------------------------------------------------------------
@@ -461,6 +465,25 @@ def test_loader_and_defaults():
 def test_option_errors(options, message):
     with pytest.raises(ValueError, match=message):
         HttpVerifier(**options)
+
+
+def test_credentials_in_the_url_become_a_static_basic_auth_header(run):
+    async def go():
+        async with Backend() as backend:
+            v = HttpVerifier(url=backend.url("ok").replace("//", "//api:p%40ss@"))
+            assert v.url == backend.url("ok")  # no secret in what gets logged
+            try:
+                await v.verify(AUTH, conn())  # the peer's Authorization is not forwarded
+            finally:
+                await v.aclose()
+            return backend.requests
+
+    [(_, headers, body)] = run(go())
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"api:p@ss").decode()
+    assert headers["Cookie"] == COOKIE
+    assert body["connection"]["headers"] == {"cookie": COOKIE}
+    with pytest.raises(ValueError, match="credentials in 'url' and an Authorization"):
+        HttpVerifier(url="http://a:b@x/", headers={"authorization": "Bearer k"})
 
 
 def test_forward_headers_single_string_and_dedup():

@@ -19,12 +19,13 @@ the next user's request.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 
@@ -151,8 +152,15 @@ class HttpVerifier(BaseVerifier):
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("verifier 'http' option 'url' must be an http:// or https:// URL")
-        # For logs: without any user:password@ (aiohttp would send it as basic auth).
-        self._log_url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        # user:password@ in the URL becomes a static basic Authorization header (so
+        # it wins over a forwarded one, which aiohttp would refuse to combine with
+        # it) and stays out of ``self.url``, which appears in logs.
+        basic = None
+        if "@" in parts.netloc:
+            # RFC 7617 2: "Basic " + base64(user-id ":" password), UTF-8 (2.1).
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            basic = "Basic " + base64.b64encode(pair.encode()).decode()
+            self.url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         self.timeout = _options.number(n, "timeout", timeout, positive=True)
         self.max_connections = _options.integer(n, "max_connections", max_connections)
 
@@ -162,6 +170,13 @@ class HttpVerifier(BaseVerifier):
             if _BAD_VALUE.search(value):
                 raise ValueError(f"verifier 'http' option 'headers': bad value for {name!r}")
         static = {name.lower() for name in self.headers}
+        if basic is not None:
+            if "authorization" in static:
+                raise ValueError(
+                    "verifier 'http': credentials in 'url' and an Authorization in 'headers'"
+                )
+            self.headers["Authorization"] = basic
+            static.add("authorization")
         forward = [h.lower() for h in _options.strings(n, "forward_headers", forward_headers)]
         for name in forward:
             self._check_header(name, "forward_headers")
@@ -254,10 +269,10 @@ class HttpVerifier(BaseVerifier):
                     status = resp.status
                     raw = await self._read(resp)
         except TimeoutError:
-            self._warn("auth backend %s: no answer within %.1fs", self._log_url, self.timeout)
+            self._warn("auth backend %s: no answer within %.1fs", self.url, self.timeout)
             raise AuthFailed(AUTH_UNAVAILABLE, _TIMEOUT) from None
         except (aiohttp.ClientError, OSError, _TooBig) as exc:
-            self._warn("auth backend %s unavailable: %r", self._log_url, exc)
+            self._warn("auth backend %s unavailable: %r", self.url, exc)
             raise AuthFailed(AUTH_UNAVAILABLE, _UNAVAILABLE) from None
 
         if 200 <= status < 300 or status in (401, 403):
@@ -270,7 +285,7 @@ class HttpVerifier(BaseVerifier):
             if status == 403:
                 raise AuthFailed(closecodes.AUTH_FORBIDDEN, _reason(doc))
             return _identity(doc)
-        self._warn("auth backend %s answered HTTP %d", self._log_url, status)
+        self._warn("auth backend %s answered HTTP %d", self.url, status)
         raise AuthFailed(AUTH_UNAVAILABLE, _UNAVAILABLE)
 
     @staticmethod
