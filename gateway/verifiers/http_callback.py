@@ -220,7 +220,9 @@ class HttpVerifier(BaseVerifier):
             self._suppressed += 1
             return
         suppressed, self._suppressed, self._last_warning = self._suppressed, 0, now
-        logger.warning(msg + " (%d similar suppressed)", *args, suppressed)
+        if suppressed:
+            msg, args = msg + " (%d similar suppressed)", (*args, suppressed)
+        logger.warning(msg, *args)
 
     def _request(
         self, message: Mapping[str, Any], conn: ConnectionInfo
