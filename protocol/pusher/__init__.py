@@ -4,6 +4,7 @@ See /work/shared/reference/pusher-protocol.md for the wire facts. Modules:
 
 * ``channels``   channel kinds and name rules
 * ``signatures`` HMAC signatures (channel auth, signin, HTTP API, webhooks), socket ids
+* ``connect``    the ``/app/{key}?protocol=7`` request, connection quota, socket ids
 * ``messages``   client frame parsing and server frame encoders
 * ``authorize``  may this connection subscribe / sign in / send this client event?
 * ``presence``   presence ``channel_data`` and the per-user deduplicated roster
@@ -18,7 +19,7 @@ See /work/shared/reference/pusher-protocol.md for the wire facts. Modules:
 
 from __future__ import annotations
 
-from .apirequest import DEFAULT_MAX_SKEW, parse_query, verify_api_request
+from .apirequest import DEFAULT_MAX_SKEW, auth_key_of, parse_query, verify_api_request
 from .apps import (
     DEV_APP,
     WEBHOOK_EVENT_TYPES,
@@ -49,6 +50,14 @@ from .channels import (
     server_to_user_channel,
     server_to_user_id,
     validate_channel,
+)
+from .connect import (
+    SUPPORTED_PROTOCOLS,
+    ConnectRequest,
+    check_connect,
+    check_quota,
+    new_socket_id,
+    node_of,
 )
 from .errors import ApiError, PusherError, SubscriptionError
 from .httpapi import (
@@ -106,6 +115,7 @@ __all__ = [
     "MAX_CHANNEL_NAME_LENGTH",
     "MAX_WATCHLIST",
     "SERVER_TO_USER_PREFIX",
+    "SUPPORTED_PROTOCOLS",
     "WEBHOOK_EVENT_TYPES",
     "ApiError",
     "App",
@@ -117,6 +127,7 @@ __all__ = [
     "ClientEvent",
     "ClientEventLimiter",
     "ClientMessage",
+    "ConnectRequest",
     "Delivery",
     "EventCache",
     "InvalidChannelName",
@@ -140,15 +151,20 @@ __all__ = [
     "WebhookScheduler",
     "api_string_to_sign",
     "app_from_mapping",
+    "auth_key_of",
     "authorize_signin",
     "authorize_subscription",
     "body_md5",
     "build_webhook_body",
     "check_client_event",
+    "check_connect",
     "check_first_message",
+    "check_quota",
     "classify",
     "is_valid_channel_name",
     "is_valid_socket_id",
+    "new_socket_id",
+    "node_of",
     "parse_batch",
     "parse_channel_data",
     "parse_channel_query",

@@ -38,6 +38,18 @@ def parse_query(raw_query: str | bytes) -> list[tuple[str, str]]:
     return parse_qsl(raw_query, keep_blank_values=True)
 
 
+def auth_key_of(query_params: QueryParams) -> str | None:
+    """The ``auth_key`` parameter: finds the app for routes without ``/apps/{id}``.
+
+    The official Python library (3.3.x) posts ``terminate_user_connections`` to
+    ``/users/{id}/terminate_connections`` with no app id in the path (and signs that path).
+    """
+    for key, value in iter_pairs(query_params):
+        if key.lower() == "auth_key":
+            return value
+    return None
+
+
 def _auth_fields(params: QueryParams) -> tuple[list[tuple[str, str]], dict[str, str]]:
     pairs = list(iter_pairs(params))
     fields: dict[str, str] = {}

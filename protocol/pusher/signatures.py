@@ -12,7 +12,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-_SOCKET_ID_RE = re.compile(r"\d+\.\d+")
+_SOCKET_ID_RE = re.compile(r"[0-9]+\.[0-9]+")  # ASCII only: \d also matches "٣"
 
 QueryParams = Mapping[str, "str | Sequence[str]"] | Iterable[tuple[str, str]]
 

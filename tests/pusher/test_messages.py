@@ -64,7 +64,9 @@ def test_client_event_data_kept_or_encoded():
     assert parse_client_message(
         frame(event="client-x", channel="private-a", data={"a": [1, 2]})
     ) == ClientEvent("client-x", "private-a", '{"a":[1,2]}')
-    assert parse_client_message(frame(event="client-x", channel="private-a")).data == "null"
+    assert parse_client_message(frame(event="client-x", channel="private-a")) == ClientEvent(
+        "client-x", "private-a", "null"
+    )
 
 
 def test_unknown_pusher_event_is_ignorable():

@@ -220,7 +220,7 @@ def test_socket_id_invalid(bad):
     assert not is_valid_socket_id(bad)
 
 
-@given(st.from_regex(r"\A\d{1,12}\.\d{1,12}\Z"))
+@given(st.from_regex(r"\A[0-9]{1,12}\.[0-9]{1,12}\Z"))
 def test_socket_id_property(socket_id):
     assert is_valid_socket_id(socket_id)
 

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.pusher import (
+    DEV_APP,
+    PusherError,
+    StaticAppStore,
+    check_connect,
+    check_quota,
+    is_valid_socket_id,
+    new_socket_id,
+    node_of,
+)
+
+STORE = StaticAppStore([DEV_APP, dataclasses.replace(DEV_APP, id="off", key="off", enabled=False)])
+JS = {"protocol": "7", "client": "js", "version": "8.4.0", "flash": "false"}
+
+
+def test_pusher_js_url_accepted():
+    req = check_connect("/app/app-key", JS, STORE)
+    assert (req.app, req.protocol, req.client, req.version) == (DEV_APP, 7, "js", "8.4.0")
+    assert check_connect("/app/app-key", [("protocol", "7")], STORE).client is None
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "code"),
+    [
+        ("/apps/app-key", JS, 4005),
+        ("/app/", JS, 4005),
+        ("/app/app-key/x", JS, 4005),
+        ("/", JS, 4005),
+        ("/app/app-key", {}, 4008),
+        ("/app/app-key", {"protocol": ""}, 4008),
+        ("/app/app-key", {"protocol": "seven"}, 4006),
+        ("/app/app-key", {"protocol": "7.0"}, 4006),
+        ("/app/app-key", {"protocol": "²"}, 4006),
+        ("/app/app-key", {"protocol": "99999999"}, 4006),
+        ("/app/app-key", {"protocol": "6"}, 4007),
+        ("/app/app-key", {"protocol": "8"}, 4007),
+        ("/app/nope", JS, 4001),
+        ("/app/off", JS, 4003),
+    ],
+)
+def test_refusals_are_fatal_with_code(path, query, code):
+    with pytest.raises(PusherError) as info:
+        check_connect(path, query, STORE)
+    assert info.value.code == code and info.value.fatal
+
+
+def test_older_protocols_can_be_enabled():
+    assert check_connect("/app/app-key", {"protocol": "6"}, STORE, protocols=frozenset({6, 7}))
+
+
+def test_quota():
+    check_quota(DEV_APP, 10**9)  # unlimited
+    limited = dataclasses.replace(DEV_APP, max_connections=2)
+    check_quota(limited, 1)
+    with pytest.raises(PusherError) as info:
+        check_quota(limited, 2)
+    assert info.value.code == 4004 and info.value.fatal
+
+
+def test_socket_ids():
+    sid = new_socket_id(3)
+    assert is_valid_socket_id(sid) and node_of(sid) == 3
+    assert new_socket_id(0, lambda bits: 5) == "0.5"
+    assert len({new_socket_id(1) for _ in range(1000)}) == 1000
+    with pytest.raises(ValueError):
+        new_socket_id(-1)
+    for bad in ("x.1", "1", "1.x", "٣.1", ""):
+        assert node_of(bad) is None
+    assert not is_valid_socket_id("٣.٣")
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=2**63 - 1))
+def test_socket_id_round_trip(node, rand):
+    sid = new_socket_id(node, lambda bits: rand)
+    assert is_valid_socket_id(sid) and node_of(sid) == node
