@@ -26,11 +26,9 @@ def auth_message(user: str = "alice", **kw: Any) -> str:
 @contextlib.asynccontextmanager
 async def running_gateway(**kw: Any) -> AsyncIterator[Gateway]:
     """A gateway on 127.0.0.1:<ephemeral>, hmac verifier with SECRET, echo app by default."""
-    gw_kwargs = {
-        k: kw.pop(k)
-        for k in list(kw)
-        if k in ("verifier", "app", "on_connect", "on_message", "on_close")
-    }
+    objects = ("verifier", "app", "on_connect", "on_message", "on_close")
+    # A string ``app`` names a built-in (config); an object is passed as is.
+    gw_kwargs = {k: kw.pop(k) for k in list(kw) if k in objects and not isinstance(kw[k], str)}
     options: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "secret": SECRET, "node_id": 7}
     options.update(kw)
     gateway = Gateway(Config(**options), **gw_kwargs)
