@@ -116,6 +116,8 @@ def test_user_claim_and_integer_ids():
     assert refused(v, hs(claims())) == (4401, "token has no user")
     assert refused(v, hs(claims(uid=True))) == (4401, "token has no user")
     assert refused(JwtVerifier(secret=SECRET), hs(claims(sub=None))) == (4401, "token has no user")
+    # RFC 7519 4.1.2: sub is a StringOrURI; PyJWT refuses an integer sub.
+    assert refused(JwtVerifier(secret=SECRET), hs(claims(sub=42))) == (4401, "malformed claims")
 
 
 def test_groups_claim_must_be_a_list_of_strings():

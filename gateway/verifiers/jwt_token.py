@@ -85,7 +85,8 @@ class JwtVerifier(BaseVerifier):
             carries an ``aud`` is refused (PyJWT semantics).
         issuer: expected ``iss`` (string or list).
         leeway: clock skew in seconds for exp/nbf/iat (default 0).
-        user_claim: claim holding the user id (default "sub"; int ids accepted).
+        user_claim: claim holding the user id (default "sub"). Integer ids are
+            accepted in a custom claim; ``sub`` itself must be a string (RFC 7519 4.1.2).
         require: claims that must be present (default ["exp"]).
     Groups come from a ``groups`` claim (list of strings) when present.
     """
