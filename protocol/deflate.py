@@ -143,7 +143,7 @@ class Inflater:
         self._max_size = max_size
         self._d = zlib.decompressobj(self._bits)
 
-    def decompress(self, payload: bytes) -> bytes:
+    def decompress(self, payload: bytes | bytearray) -> bytes:
         d = self._d
         if self._no_context or d.eof:
             # RFC 7692 7.1.1.2: without context takeover each message starts a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
+from protocol import frames
 from protocol.errors import FrameError
 from protocol.frames import (
     OP_BINARY,
@@ -37,6 +39,20 @@ from protocol.frames import (
 )
 
 MASK = b"\x37\xfa\x21\x3d"
+
+
+@pytest.fixture(scope="module", autouse=True, params=["speedups", "pure"])
+def mask_impl(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run every test with the C apply_mask and with the pure-Python twin."""
+    saved = frames._c_apply_mask
+    if request.param == "pure":
+        frames._c_apply_mask = None
+    elif saved is None:
+        pytest.skip("websockets.speedups not available")
+    try:
+        yield request.param
+    finally:
+        frames._c_apply_mask = saved
 
 
 def cf(opcode: int, payload: bytes = b"", **kw: object) -> bytes:
@@ -578,3 +594,20 @@ def test_our_encoders_parse_in_wsproto_client(
     assert wsproto_messages(client, bytes(wire)) == expected
     # And our own client-side parser agrees.
     assert as_tuples(FrameParser(require_mask=False).feed(bytes(wire))) == expected
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 1023, 1024, 1025, 1026, 1027, 4099])
+def test_pure_python_mask_twins_agree(size: int) -> None:
+    """The int-XOR, strided-translate and C implementations give the same bytes."""
+    data = bytes(range(251)) * (size // 251 + 1)
+    data = data[:size]
+    expected = bytes(b ^ MASK[i % 4] for i, b in enumerate(data))
+    saved = frames._c_apply_mask
+    try:
+        for impl in {saved, None}:
+            frames._c_apply_mask = impl
+            assert mask_payload(MASK, data) == expected
+            buf = b"xx" + MASK + data + b"yy"
+            assert bytes(frames._unmask(buf, 6, 6 + size)) == expected
+    finally:
+        frames._c_apply_mask = saved
