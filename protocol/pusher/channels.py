@@ -104,11 +104,39 @@ _PREFIXES: tuple[tuple[str, ChannelKind], ...] = (
 )
 
 
-def classify(name: str) -> ChannelKind:
-    """Kind of ``name`` from its prefix. Does not validate the name."""
+def classify_slow(name: str) -> ChannelKind:
+    """Reference implementation of ``classify``: the prefix table, in order."""
     for prefix, kind in _PREFIXES:
         if name.startswith(prefix):
             return kind
+    return ChannelKind.PUBLIC
+
+
+def classify(name: str) -> ChannelKind:
+    """Kind of ``name`` from its prefix. Does not validate the name.
+
+    Hot path (every subscribe and client event): branches on the first character so a
+    public name costs one comparison; equivalent to ``classify_slow`` (tested).
+    """
+    first = name[:1]
+    if first == "p":
+        if name.startswith("private-"):
+            if name.startswith("encrypted-", 8):
+                if name.startswith("cache-", 18):
+                    return ChannelKind.PRIVATE_ENCRYPTED_CACHE
+                return ChannelKind.PRIVATE_ENCRYPTED
+            if name.startswith("cache-", 8):
+                return ChannelKind.PRIVATE_CACHE
+            return ChannelKind.PRIVATE
+        if name.startswith("presence-"):
+            if name.startswith("cache-", 9):
+                return ChannelKind.PRESENCE_CACHE
+            return ChannelKind.PRESENCE
+        return ChannelKind.PUBLIC
+    if first == "c":
+        return ChannelKind.CACHE if name.startswith("cache-") else ChannelKind.PUBLIC
+    if first == "#" and name.startswith(SERVER_TO_USER_PREFIX):
+        return ChannelKind.SERVER_TO_USER
     return ChannelKind.PUBLIC
 
 

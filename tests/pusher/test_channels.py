@@ -156,3 +156,28 @@ def test_validity_matches_regex(name):
 def test_prefix_wins_whatever_follows(prefix, rest):
     kind = classify(prefix + rest)
     assert kind.value == prefix[:-1]
+
+
+@given(
+    st.sampled_from(
+        [
+            "",
+            "p",
+            "c",
+            "#",
+            "private-",
+            "private-encrypted-",
+            "private-cache-",
+            "presence-",
+            "presence-cache-",
+            "cache-",
+            "private-encrypted-cache-",
+            "#server-to-user-",
+        ]
+    ),
+    st.text(alphabet="-abcehinprstuvy#", max_size=30),
+)
+def test_fast_classify_matches_prefix_table(prefix, rest):
+    from protocol.pusher.channels import classify_slow
+
+    assert classify(prefix + rest) is classify_slow(prefix + rest)

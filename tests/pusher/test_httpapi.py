@@ -214,3 +214,44 @@ def test_response_bodies():
     }
     assert orjson.loads(h.users_response(["1", "2"])) == {"users": [{"id": "1"}, {"id": "2"}]}
     assert orjson.loads(h.error_body(ApiError(400, "nope"))) == {"error": "nope"}
+
+
+# -- bodies produced by the official library ---------------------------------------------
+
+
+def _official():
+    import pusher
+
+    return pusher.Pusher(app_id="1", key="k", secret="s")._pusher_client
+
+
+def test_official_trigger_body_parses():
+    req = _official().trigger.make_request(["a", "presence-b"], "my-event", {"x": 1}, "1.2")
+    parsed = parse_trigger(req.body, APP)
+    assert parsed.name == "my-event" and parsed.channels == ("a", "presence-b")
+    assert orjson.loads(parsed.data) == {"x": 1} and parsed.socket_id == "1.2"
+
+
+def test_official_send_to_user_body_parses():
+    import pusher
+
+    client = pusher.Pusher(app_id="1", key="k", secret="s")
+    captured: list = []
+    client._pusher_client.http.send_request = captured.append  # capture instead of sending
+    client.send_to_user("u1", "ev", {"a": 1})
+    parsed = parse_trigger(captured[0].body, APP)
+    assert parsed.channels == ("#server-to-user-u1",)
+
+
+def test_official_batch_body_parses():
+    req = _official().trigger_batch.make_request(
+        [
+            {"channel": "a", "name": "e1", "data": "x"},
+            {"channel": "b", "name": "e2", "data": {"y": 2}},
+        ]
+    )
+    events = parse_batch(req.body, APP)
+    assert [(e.name, e.channels, e.data) for e in events] == [
+        ("e1", ("a",), "x"),
+        ("e2", ("b",), '{"y": 2}'),
+    ]
