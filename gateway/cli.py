@@ -76,6 +76,15 @@ def _serve(args: argparse.Namespace) -> int:
     if config.verifier == "hmac" and not config.secret and "secret" not in config.verifier_options:
         config = config.replace(secret=secrets.token_urlsafe(32))
         demo_secret = True
+    try:
+        # Building a gateway (not started) loads the verifier and the app, so a bad
+        # option is one clear line here instead of a traceback in every worker.
+        from gateway.server import Gateway
+
+        Gateway(config)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"uvgate: configuration error: {exc}", file=sys.stderr)
+        return 2
 
     def on_ready(port: int) -> None:
         scheme = "wss" if config.certfile else "ws"
