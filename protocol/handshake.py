@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,8 @@ REASONS: dict[int, str] = {
 # a C-speed membership test without a regex or a Python loop.
 _TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _METHOD_START = frozenset(_TCHARS.encode())
+# Control characters other than HTAB, CR and LF (CR/LF are counted separately).
+_CTL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HTTP_VERSIONS = frozenset({"HTTP/1.1", "HTTP/1.0"})
 _END = b"\r\n\r\n"
 _VERSION_HEADERS = (("Sec-WebSocket-Version", "13"),)
@@ -90,14 +93,20 @@ def parse_request(
     else ``(request, consumed)`` where ``consumed`` counts the bytes up to and
     including the blank line; a body or pipelined bytes stay for the caller.
     """
-    end = buf.find(_END, 0, max_size)
+    start = 0
+    if buf[:1] == b"\r":
+        # RFC 9112 2.2: ignore empty lines before the request-line (some
+        # clients send a stray CRLF after a previous request's body).
+        while buf.startswith(b"\r\n", start):
+            start += 2
+    end = buf.find(_END, start, max_size)
     if end < 0:
         n = len(buf)
         if n >= max_size:
             raise _too_large()
         # Fail fast on garbage instead of buffering it to max_size: a request
         # line starts with a method token (RFC 9112 3).
-        if n and buf[0] not in _METHOD_START:
+        if n > start and buf[start] not in _METHOD_START and buf[start:] != b"\r":
             raise _malformed()
         return None
     consumed = end + 4
@@ -105,11 +114,16 @@ def parse_request(
         raise _too_large()
     # RFC 9110 5.5: field values are historically ISO-8859-1; latin-1 never fails
     # and maps bytes 1:1, so validation below works on the decoded text.
-    head = bytes(buf[:end]).decode("latin-1")
+    head = bytes(buf[start:end]).decode("latin-1")
     lines = head.split("\r\n")
     nlines = len(lines)
-    # A bare CR or LF or a NUL inside the head is a smuggling vector (RFC 9112 2.2).
-    if head.count("\n") != nlines - 1 or head.count("\r") != nlines - 1 or "\x00" in head:
+    # A bare CR or LF inside the head is a smuggling vector (RFC 9112 2.2), and
+    # other control characters are not allowed in any part of it (RFC 9110 5.5).
+    if (
+        head.count("\n") != nlines - 1
+        or head.count("\r") != nlines - 1
+        or _CTL.search(head) is not None
+    ):
         raise _malformed()
     if nlines - 1 > max_headers:
         raise HandshakeError(431, "too many headers")

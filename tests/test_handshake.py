@@ -142,7 +142,9 @@ def test_content_length() -> None:
         b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         b"GET / XTTP/1.1\r\n\r\n",
         b"GET / HTTP/1.1x\r\n\r\n",
-        b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\x01b\r\n\r\n",
+        b"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\r\n\r\nx\r\n\r\n",
     ],
 )
 def test_malformed(data: bytes) -> None:
@@ -399,3 +401,20 @@ def test_our_parser_accepts_what_h11_clients_send() -> None:
     assert data is not None
     req = parse(data)
     assert (req.path, req.query, req.headers["upgrade"]) == ("/x", "y=1", "websocket")
+
+
+def test_leading_empty_lines_are_skipped() -> None:
+    data = b"\r\n\r\n" + build()
+    result = parse_request(data)
+    assert result is not None
+    req, consumed = result
+    assert consumed == len(data)
+    assert req.path == "/chat"
+    assert parse_request(b"\r\n\r\n") is None
+    assert parse_request(b"\r\n") is None
+    assert parse_request(b"\r") is None
+
+
+def test_obs_text_in_values_is_kept() -> None:
+    req = parse(build(extra=[("X-Name", "caf\xe9\tbar")]))
+    assert req.headers["x-name"] == "caf\xe9\tbar"
