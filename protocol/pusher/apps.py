@@ -8,7 +8,7 @@ config file, and a database-backed store can implement the same two methods late
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -100,7 +100,7 @@ class StaticAppStore:
     def by_id(self, app_id: str) -> App | None:
         return self._by_id.get(app_id)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[App]:
         return iter(self._by_id.values())
 
     def __len__(self) -> int:

@@ -146,11 +146,11 @@ def authorize_signin(app: App, socket_id: str, msg: Signin) -> SignedInUser:
     if not isinstance(data, dict):
         raise PusherError(UNAUTHORIZED, "user_data must be a JSON object")
     try:
-        user_id = normalize_user_id(data.get("id"))
+        user_id = normalize_user_id(data.get("id"), "id")
         user_info = data.get("user_info")
         check_user_info(user_info)
     except InvalidPresenceData as exc:
-        raise PusherError(UNAUTHORIZED, f"user_data: {exc}".replace("user_id", "id")) from None
+        raise PusherError(UNAUTHORIZED, f"user_data: {exc}") from None
     # The id names the channel "#server-to-user-{id}", so it must be a valid name part.
     if not is_valid_channel_name(user_id):
         raise PusherError(UNAUTHORIZED, "user_data: id has invalid characters")
@@ -160,7 +160,7 @@ def authorize_signin(app: App, socket_id: str, msg: Signin) -> SignedInUser:
     if len(watchlist) > MAX_WATCHLIST:
         raise PusherError(WATCHLIST_TOO_BIG, "Watchlist has more than 100 user ids")
     try:
-        ids = tuple(normalize_user_id(w) for w in watchlist)
+        ids = tuple(normalize_user_id(w, "watchlist id") for w in watchlist)
     except InvalidPresenceData:
         raise PusherError(UNAUTHORIZED, "user_data: invalid watchlist id") from None
     return SignedInUser(user_id, user_info, ids, msg.user_data)

@@ -28,6 +28,11 @@ class CachedEvent:
     def ttl_left(self, now: float) -> float:
         return max(0.0, self.expires_at - now)
 
+    def info(self, now: float) -> dict[str, str | int]:
+        """The ``cache`` attribute of ``GET /channels/{c}?info=cache``:
+        ``{"data": str, "ttl": whole seconds left}``."""
+        return {"data": self.data, "ttl": int(self.ttl_left(now))}
+
 
 class EventCache:
     __slots__ = ("_entries", "max_entries", "ttl")

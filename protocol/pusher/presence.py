@@ -34,15 +34,15 @@ class PresenceMember:
     user_info: Any = None
 
 
-def normalize_user_id(value: object) -> str:
-    """``user_id`` may be a string or an integer (sent as a string); 1-128 chars."""
+def normalize_user_id(value: object, field: str = "user_id") -> str:
+    """A user id may be a string or an integer (then sent as a string); 1-128 chars."""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidPresenceData("user_id must be a string or an integer")
+        raise InvalidPresenceData(f"{field} must be a string or an integer")
     user_id = str(value)
     if not user_id:
-        raise InvalidPresenceData("user_id must not be empty")
+        raise InvalidPresenceData(f"{field} must not be empty")
     if len(user_id) > MAX_USER_ID_LENGTH:
-        raise InvalidPresenceData("user_id is longer than 128 characters")
+        raise InvalidPresenceData(f"{field} is longer than 128 characters")
     return user_id
 
 

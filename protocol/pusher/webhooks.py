@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from .apps import WEBHOOK_EVENT_TYPES as _ALL_TYPES
 from .apps import Webhook
 from .signatures import webhook_signature
 
@@ -329,16 +330,3 @@ class WebhookScheduler:
     def pending(self) -> int:
         """Events waiting (delayed or batched) plus events in scheduled retries."""
         return self._queued + len(self._delayed) + sum(len(r[2].events) for r in self._retries)
-
-
-_ALL_TYPES = frozenset(
-    {
-        CHANNEL_OCCUPIED,
-        CHANNEL_VACATED,
-        MEMBER_ADDED,
-        MEMBER_REMOVED,
-        CLIENT_EVENT,
-        CACHE_MISS,
-        SUBSCRIPTION_COUNT,
-    }
-)

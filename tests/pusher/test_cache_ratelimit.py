@@ -17,6 +17,7 @@ def test_cache_put_get_and_ttl():
     hit = c.get("cache-a", now=100.0 + 1799.9)
     assert hit is not None and (hit.event, hit.data, hit.frame) == ("ev", "d1", b"frame1")
     assert hit.ttl_left(100.0 + 1000) == pytest.approx(800)
+    assert hit.info(100.0 + 1000.5) == {"data": "d1", "ttl": 799}
     assert c.get("cache-a", now=100.0 + 1800) is None  # expired at exactly ttl
     assert "cache-a" not in c and len(c) == 0
     assert c.get("cache-b", now=0) is None
