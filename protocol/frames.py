@@ -393,13 +393,15 @@ class FrameParser:
             except UnicodeDecodeError:
                 raise FrameError(1007, "invalid utf-8") from None
             parts_s: list[str] = self._frag_parts  # type: ignore[assignment]
-            parts_s.append(text)
+            if text:  # a flood of empty fragments must not grow the list
+                parts_s.append(text)
             if fin:
                 events.append(TextMessage("".join(parts_s)))
                 self._reset_fragments()
             return
         parts_b: list[bytes | bytearray] = self._frag_parts  # type: ignore[assignment]
-        parts_b.append(payload)
+        if payload:
+            parts_b.append(payload)
         if fin:
             events.append(self._message(self._frag_op, b"".join(parts_b), self._frag_compressed))
             self._reset_fragments()

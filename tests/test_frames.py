@@ -611,3 +611,24 @@ def test_pure_python_mask_twins_agree(size: int) -> None:
             assert bytes(frames._unmask(buf, 6, 6 + size)) == expected
     finally:
         frames._c_apply_mask = saved
+
+
+def test_empty_fragment_flood_does_not_accumulate() -> None:
+    parser = FrameParser()
+    parser.feed(cf(OP_BINARY, b"a", fin=False))
+    empty = cf(OP_CONT, b"", fin=False)
+    for _ in range(100):
+        assert parser.feed(empty * 100) == []
+    assert len(parser._frag_parts) == 1
+    assert parser.feed(cf(OP_CONT, b"b")) == [BinaryMessage(b"ab")]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_garbage_only_raises_frame_error(data: bytes, require_mask: bool) -> None:
+    parser = FrameParser(require_mask=require_mask, max_message_size=1000)
+    try:
+        for i in range(0, len(data), 7):
+            parser.feed(data[i : i + 7])
+    except FrameError as exc:
+        assert exc.close_code in (1002, 1007, 1009)

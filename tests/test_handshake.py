@@ -5,6 +5,8 @@ from __future__ import annotations
 import h11
 import pytest
 import wsproto
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wsproto.events import AcceptConnection
 from wsproto.events import Request as WsRequest
 
@@ -418,3 +420,26 @@ def test_leading_empty_lines_are_skipped() -> None:
 def test_obs_text_in_values_is_kept() -> None:
     req = parse(build(extra=[("X-Name", "caf\xe9\tbar")]))
     assert req.headers["x-name"] == "caf\xe9\tbar"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=400))
+def test_garbage_only_raises_handshake_error(data: bytes) -> None:
+    try:
+        parse_request(data)
+        parse_request(build()[:40] + data)
+    except HandshakeError as exc:
+        assert exc.status in (400, 431, 501, 505)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text("abcXYZ-_", min_size=1, max_size=8), st.text("abc ;,=/", max_size=10)),
+        max_size=10,
+    )
+)
+def test_random_headers_survive(extra: list[tuple[str, str]]) -> None:
+    req = parse(build(extra=extra))
+    for name, value in extra:
+        assert value.strip(" ") in req.headers[name.lower()]
