@@ -3,6 +3,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol.pusher import ApiError, App, body_md5, sign_api_request, verify_api_request
 
@@ -112,3 +114,19 @@ def test_disabled_app_is_403_after_authentication():
     assert refused("POST", "/apps/3/events", signed(), BODY, app=disabled).status == 403
     bad = {**signed(), "auth_signature": "0" * 64}
     assert refused("POST", "/apps/3/events", bad, BODY, app=disabled).status == 401
+
+
+@given(
+    st.dictionaries(
+        st.text(alphabet="abcdefghij_", min_size=1, max_size=8).filter(
+            lambda k: not k.startswith(("auth_", "body_md5"))
+        ),
+        st.text(max_size=20),
+        max_size=5,
+    ),
+    st.binary(max_size=50),
+    st.floats(min_value=-600, max_value=600),
+)
+def test_sign_verify_round_trip(extra, raw_body, skew):
+    params = signed(body=raw_body, ts=NOW, **extra)
+    verify_api_request("POST", "/apps/3/events", params, raw_body, APP, NOW + int(skew))
