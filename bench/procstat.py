@@ -29,6 +29,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / _TICKS  # fields 14 and 15 of proc(5)
 
 
+def start_time(pid: int) -> int | None:
+    """Start time in clock ticks since boot (tells a reused pid from the original)."""
+    f = _stat_fields(pid)
+    return None if f is None else int(f[19])
+
+
 def rss_bytes(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm", "rb") as f:
@@ -87,6 +93,18 @@ class ProcGroup:
 
     def __bool__(self) -> bool:
         return bool(self.pids)
+
+
+def host_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole host since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    total = sum(fields[:8])  # guest time is already inside user
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (total - idle) / _TICKS, total / _TICKS
 
 
 def self_cpu_seconds() -> float:

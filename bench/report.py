@@ -82,6 +82,12 @@ def markdown(res: dict[str, Any]) -> str:
         f"{gen['cpu_s']:.2f} s ({gen['util_cores'] * 100:.0f}% of a core, {gen['procs']} procs)",
     )
     row(f"generator CPU per {unit}", f"{_f(gen.get(f'cpu_us_per_{unit}'), 2)} us")
+    host = res.get("host")
+    if host:
+        row(
+            "host CPU busy (other processes)",
+            f"{host['busy_cores']:.2f} of {host['cores']} cores ({host['others_cores']:.2f})",
+        )
     if res["failures"]:
         row("failures", ", ".join(f"{k}={v}" for k, v in sorted(res["failures"].items())))
     for n in res["notes"]:

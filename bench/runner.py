@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import FDS_PER_PROC, PORTS_PER_SOURCE, RunConfig
 from .guard import RemoteTargetError, check_target
-from .procstat import ProcGroup, raise_nofile, self_cpu_seconds
+from .procstat import ProcGroup, host_cpu, raise_nofile, self_cpu_seconds
 from .scenarios import SCENARIOS, Ctl
 from .stats import merge_summaries
 
@@ -265,6 +265,7 @@ def run(cfg: RunConfig, show_progress: bool | None = None) -> dict[str, Any]:
         parent.phase = "setup"
         parent.wait_all("ready", deadline)
         marks["a"] = (time.monotonic(), parent.server.snapshot(), self_cpu_seconds())
+        marks["host_a"] = host_cpu()
         parent.t_go = time.monotonic()
         parent.phase = "run"
         parent.send_all("go", {"t0_ns": time.monotonic_ns()})
@@ -279,6 +280,7 @@ def run(cfg: RunConfig, show_progress: bool | None = None) -> dict[str, Any]:
         parent.phase = "finish"
         results = parent.wait_all("done", deadline)
         marks["b"] = (time.monotonic(), parent.server.snapshot(), self_cpu_seconds())
+        marks["host_b"] = host_cpu()
         if show:
             parent.draw(final=True)
     except KeyboardInterrupt:
@@ -400,6 +402,15 @@ def assemble(
         srv["rss_end"] = sb.rss
         out["server"] = srv
     out["generator"][f"cpu_us_per_{unit}"] = gen_cpu / units * 1e6 if units else None
+    (busy_a, _tot_a), (busy_b, _tot_b) = marks["host_a"], marks["host_b"]
+    host_busy = (busy_b - busy_a) / wall if wall > 0 else 0.0
+    ours = gen_cpu / wall + (server_cpu / wall if server_cpu is not None and wall > 0 else 0.0)
+    out["host"] = {
+        "busy_cores": host_busy,
+        "cores": os.cpu_count() or 1,
+        # Only meaningful with --server-pid: else the server's own CPU counts as "others".
+        "others_cores": max(0.0, host_busy - ours) if wall > 0 else 0.0,
+    }
     out["warnings"] = bottleneck_warnings(out)
     out["_raw_latency_ms"] = raw
     return out
@@ -422,6 +433,13 @@ def bottleneck_warnings(out: dict[str, Any]) -> list[str]:
         warnings.append(
             f"GENERATOR-BOUND?: the generator used {gen['util_cores']:.2f} of its {cap} core(s); "
             "pass --server-pid to tell whether the server or the generator was the limit"
+        )
+    host = out.get("host") or {}
+    if srv is not None and host.get("others_cores", 0.0) > 0.25:
+        warnings.append(
+            f"HOST-BUSY: other processes used {host['others_cores']:.2f} of the "
+            f"{host['cores']} cores during the run: rates and latencies are disturbed; "
+            "CPU per unit still holds"
         )
     if out["failures"]:
         total = sum(out["failures"].values())

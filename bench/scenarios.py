@@ -325,7 +325,7 @@ class Fanout(Base):
                 self.pub_conn.state = "publisher"
         ctl.send("ready")
         go = await ctl.wait("go")
-        self.deliveries = 0
+        # No reset of the counters here: another worker may already be publishing.
         self.running = True
         if self.worker == 0:
             if pusher_mode:

@@ -1,6 +1,6 @@
 """Peer: the same job as uvgate on picows (Cython WebSocket frames) over uvloop.
 
-    python bench/peers/picows_server.py --host 127.0.0.1 --port 8765 --secret S --app echo
+python bench/peers/picows_server.py --host 127.0.0.1 --port 8765 --secret S --app echo
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import orjson  # noqa: E402
-import uvloop  # noqa: E402
-from peer_common import authenticate, parse_args, ready  # noqa: E402
-from picows import (  # noqa: E402
+import orjson
+import uvloop
+from peer_common import authenticate, parse_args, ready
+from picows import (
     WSCloseCode,
     WSFrame,
     WSListener,
@@ -26,7 +26,7 @@ from picows import (  # noqa: E402
 GROUPS: dict[str, set[Listener]] = {}
 
 
-class Listener(WSListener):  # type: ignore[misc]
+class Listener(WSListener):
     def __init__(self, key: bytes, chat: bool) -> None:
         super().__init__()
         self.key = key

@@ -1,0 +1,517 @@
+"""``python -m bench compare``: uvgate against the peer servers, same jobs, same machine.
+
+Each server runs pinned to CPU 0 and the generator to CPU 1 (``taskset`` / sched_setaffinity),
+every figure is the median of ``--runs`` runs, ratios are to uvgate. On loopback the
+generator is often the limit, so the figure to compare is the server's CPU per unit
+(us per connection / message / delivery), i.e. its capacity per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .config import RunConfig
+from .report import markdown, plot_run, public, write_json
+from .runner import BenchError, run
+from .servers import BENCH_DIR, SERVERS, ServerPool, free_port
+
+HOST = "127.0.0.1"
+SECRET = "bench-compare-secret"
+SERVER_CPU = 0
+GEN_CPU = 1
+
+# name -> (scenario, app)
+JOBS = [("connect", "echo"), ("echo", "echo"), ("fanout", "chat"), ("hold", "echo")]
+
+
+def job_params(quick: bool) -> dict[str, dict[str, Any]]:
+    if quick:
+        return {
+            "connect": {"connections": 1500, "concurrency": 50},
+            "echo": {"concurrency": 50, "duration": 2.0, "size": 32, "depth": 2},
+            "fanout": {"subscribers": 500, "duration": 2.0, "window": 2},
+            "hold": {"connections": 2000, "rate": 2000.0, "hold_s": 1.0, "concurrency": 500},
+        }
+    return {
+        "connect": {"connections": 5000, "concurrency": 50},
+        "echo": {"concurrency": 50, "duration": 5.0, "size": 32, "depth": 2},
+        "fanout": {"subscribers": 1000, "duration": 5.0, "window": 2},
+        "hold": {"connections": 10_000, "rate": 4000.0, "hold_s": 3.0, "concurrency": 500},
+    }
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+# figure name -> (extractor, lower_is_better, format)
+Figure = tuple[str, Callable[[dict[str, Any]], Any], bool, str]
+FIGURES: dict[str, list[Figure]] = {
+    "connect": [
+        ("server us/conn", lambda r: _get(r, "server", "cpu_us_per_connection"), True, "{:.0f}"),
+        ("conn/s measured", lambda r: r.get("connections_per_s"), False, "{:,.0f}"),
+        (
+            "handshake p50 ms",
+            lambda r: _get(r, "latency_ms", "handshake_ms", "p50"),
+            True,
+            "{:.2f}",
+        ),
+        (
+            "handshake p99 ms",
+            lambda r: _get(r, "latency_ms", "handshake_ms", "p99"),
+            True,
+            "{:.2f}",
+        ),
+        ("auth p50 ms", lambda r: _get(r, "latency_ms", "auth_ms", "p50"), True, "{:.2f}"),
+        ("auth p99 ms", lambda r: _get(r, "latency_ms", "auth_ms", "p99"), True, "{:.2f}"),
+        ("failures", lambda r: sum(r["failures"].values()), True, "{:.0f}"),
+    ],
+    "echo": [
+        ("server us/msg", lambda r: _get(r, "server", "cpu_us_per_message"), True, "{:.2f}"),
+        ("msg/s measured", lambda r: r.get("messages_per_s"), False, "{:,.0f}"),
+        ("rtt p50 ms", lambda r: _get(r, "latency_ms", "rtt_ms", "p50"), True, "{:.3f}"),
+        ("rtt p99 ms", lambda r: _get(r, "latency_ms", "rtt_ms", "p99"), True, "{:.3f}"),
+        ("failures", lambda r: sum(r["failures"].values()), True, "{:.0f}"),
+    ],
+    "fanout": [
+        ("server us/delivery", lambda r: _get(r, "server", "cpu_us_per_delivery"), True, "{:.2f}"),
+        ("deliveries/s measured", lambda r: r.get("deliveries_per_s"), False, "{:,.0f}"),
+        ("delivery p50 ms", lambda r: _get(r, "latency_ms", "delivery_ms", "p50"), True, "{:.2f}"),
+        ("delivery p99 ms", lambda r: _get(r, "latency_ms", "delivery_ms", "p99"), True, "{:.2f}"),
+        ("lost deliveries", lambda r: r["expected_deliveries"] - r["deliveries"], True, "{:.0f}"),
+    ],
+    "hold": [
+        ("held", lambda r: r.get("held"), False, "{:,.0f}"),
+        (
+            "RSS KiB/conn",
+            lambda r: (_get(r, "server_rss", "per_connection") or 0) / 1024,
+            True,
+            "{:.2f}",
+        ),
+        (
+            "server us/conn (ramp)",
+            lambda r: _get(r, "server", "cpu_us_per_connection"),
+            True,
+            "{:.0f}",
+        ),
+        ("auth p99 ms", lambda r: _get(r, "latency_ms", "auth_ms", "p99"), True, "{:.2f}"),
+    ],
+}
+
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    node = ""
+    try:
+        node = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": node,
+        "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def median_figures(scenario: str, runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name, fn, _lower, _fmt in FIGURES[scenario]:
+        vals = []
+        for r in runs:
+            try:
+                v = fn(r)
+            except (KeyError, TypeError):
+                v = None
+            if v is not None:
+                vals.append(float(v))
+        out[name] = statistics.median(vals) if vals else None
+    return out
+
+
+def run_server(
+    name: str,
+    pool: ServerPool,
+    params: dict[str, dict[str, Any]],
+    runs: int,
+    pin: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    spec = SERVERS[name]
+    per: dict[str, Any] = {}
+    for scenario, app in JOBS:
+        results: list[dict[str, Any]] = []
+        raw_last: dict[str, Any] = {}
+        proc = None
+        port = 0
+        try:
+            for i in range(runs):
+                # hold needs a fresh server each run so the RSS baseline is honest.
+                if proc is None or scenario == "hold":
+                    if proc is not None:
+                        pool.stop(proc)
+                    port = free_port(HOST)
+                    proc = pool.start(
+                        spec.command(HOST, port, SECRET, app),
+                        HOST,
+                        port,
+                        f"{name}-{scenario}",
+                        SERVER_CPU if pin else None,
+                    )
+                    time.sleep(0.3)
+                cfg = RunConfig(
+                    scenario=scenario,
+                    host=HOST,
+                    port=port,
+                    secret=SECRET,
+                    server_pids=[proc.pid],
+                    server_children=spec.multiprocess,
+                    cpus=[GEN_CPU] if pin else [],
+                    timeout=240.0,
+                    label=name,
+                )
+                for k, v in params[scenario].items():
+                    setattr(cfg, k, v)
+                res = run(cfg, show_progress=False)
+                raw_last = res
+                results.append(public(res))
+                fig = median_figures(scenario, [results[-1]])
+                first = FIGURES[scenario][0][0]
+                log(
+                    f"  {name:<10} {scenario:<7} run {i + 1}/{runs}: {first} = {fig[first]}"
+                    + (
+                        " [generator-bound]"
+                        if any("GENERATOR" in w for w in res["warnings"])
+                        else ""
+                    )
+                )
+        except (BenchError, RuntimeError, OSError) as exc:
+            log(f"  {name:<10} {scenario:<7} FAILED: {exc}")
+            per[scenario] = {"error": str(exc), "runs": results}
+            continue
+        finally:
+            if proc is not None:
+                pool.stop(proc)
+        per[scenario] = {
+            "runs": results,
+            "median": median_figures(scenario, results),
+            "generator_bound_runs": sum(
+                1 for r in results if any("GENERATOR" in w for w in r["warnings"])
+            ),
+            "_raw": raw_last.get("_raw_latency_ms", {}),
+            "_timeline": raw_last.get("timeline", []),
+        }
+    return per
+
+
+def _fmt(v: float | None, fmt: str) -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def tables(data: dict[str, Any], ref: str | None) -> str:
+    lines: list[str] = []
+    servers = [s for s in data["servers"] if "scenarios" in data["servers"][s]]
+    for scenario, _app in JOBS:
+        figs = FIGURES[scenario]
+        lines.append(f"\n### {scenario}\n")
+        lines.append("| server | " + " | ".join(f[0] for f in figs) + " |")
+        lines.append("|---|" + "---|" * len(figs))
+        refmed = _get(data["servers"].get(ref or "", {}), "scenarios", scenario, "median") or {}
+        for s in servers:
+            sc = data["servers"][s]["scenarios"].get(scenario, {})
+            med = sc.get("median")
+            if med is None:
+                lines.append(f"| {s} | failed: {sc.get('error', '?')[:80]} |")
+                continue
+            cells = []
+            for name, _fn, _lower, fmt in figs:
+                v = med.get(name)
+                cell = _fmt(v, fmt)
+                r = refmed.get(name)
+                if ref and s != ref and v is not None and r and name != "failures":
+                    cell += f" ({v / r:.2f}x)"
+                cells.append(cell)
+            mark = ("*" if sc.get("generator_bound_runs") else "") + (
+                "!" if sc.get("host_busy_runs") else ""
+            )
+            lines.append(f"| {s}{' ' + mark if mark else ''} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def yardstick(data: dict[str, Any]) -> list[str]:
+    srv = data["servers"]
+    u = _get(srv, "uvgate", "scenarios")
+    r = _get(srv, "raw", "scenarios")
+    if not u or not r:
+        return ["uvgate or the raw probe was not measured: no yardstick check."]
+    out = []
+    checks = [
+        ("connect", "server us/conn", "conn/s measured", 0.85, "connections"),
+        ("fanout", "server us/delivery", "deliveries/s measured", 0.9, "fan-out"),
+    ]
+    for scenario, cpu_fig, rate_fig, target, what in checks:
+        ucpu = _get(u, scenario, "median", cpu_fig)
+        rcpu = _get(r, scenario, "median", cpu_fig)
+        urate = _get(u, scenario, "median", rate_fig)
+        rrate = _get(r, scenario, "median", rate_fig)
+        if not ucpu or not rcpu:
+            out.append(f"{what}: not measured")
+            continue
+        cap = rcpu / ucpu  # capacity per core relative to the raw probe
+        verdict = "PASS" if cap >= target else "FAIL"
+        line = (
+            f"{what}: uvgate capacity per core = {cap:.2f}x the raw probe "
+            f"({ucpu:.2f} vs {rcpu:.2f} us server CPU per unit), target >= {target}: "
+            f"**{verdict}**"
+        )
+        if urate and rrate:
+            line += f"; measured rate ratio {urate / rrate:.2f}x"
+        out.append(line)
+    return out
+
+
+def plot_compare(data: dict[str, Any], outdir: str, tag: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .stats import cdf_points
+
+    paths: list[str] = []
+    servers = [s for s in data["servers"] if "scenarios" in data["servers"][s]]
+    if not servers:
+        return paths
+    panels = [
+        ("connect", "server us/conn"),
+        ("echo", "server us/msg"),
+        ("fanout", "server us/delivery"),
+        ("hold", "RSS KiB/conn"),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    for ax, (scenario, fig_name) in zip(axes, panels, strict=True):
+        vals = [
+            _get(data["servers"][s], "scenarios", scenario, "median", fig_name) or 0
+            for s in servers
+        ]
+        ax.bar(servers, vals, color="tab:blue")
+        ax.set_title(f"{scenario}: {fig_name} (lower is better)", fontsize=9)
+        ax.tick_params(axis="x", rotation=45, labelsize=8)
+    fig.suptitle("server cost per unit (server pinned to one core)")
+    p = os.path.join(outdir, f"{tag}-cost-per-unit.png")
+    fig.savefig(p, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(p)
+    for scenario, metric in (("connect", "auth_ms"), ("echo", "rtt_ms"), ("fanout", "delivery_ms")):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for s in servers:
+            raw = _get(data["servers"][s], "scenarios", scenario, "_raw", metric)
+            if raw:
+                xs, ys = cdf_points(raw)
+                ax.plot(xs, ys, label=s)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{metric.removesuffix('_ms')} latency (ms, log)")
+        ax.set_ylabel("fraction")
+        ax.set_title(f"{scenario}: {metric.removesuffix('_ms')} latency CDF (last run)")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        p = os.path.join(outdir, f"{tag}-{scenario}-latency-cdf.png")
+        fig.savefig(p, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(p)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in servers:
+        tl = _get(data["servers"][s], "scenarios", "hold", "_timeline")
+        if tl:
+            ax.plot(
+                [pt["t"] for pt in tl], [pt.get("server_rss", 0) / 1048576 for pt in tl], label=s
+            )
+    ax.set_xlabel("time since go (s)")
+    ax.set_ylabel("server RSS (MiB)")
+    ax.set_title("hold: server RSS during ramp and hold (last run)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    p = os.path.join(outdir, f"{tag}-hold-rss.png")
+    fig.savefig(p, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(p)
+    return paths
+
+
+def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -> str:
+    m = data["machine"]
+    lines = [
+        "# uvgate benchmark results",
+        "",
+        f"- command: `{data['command']}`",
+        f"- date: {m['date_utc']}",
+        f"- machine: {m['cpu_model']}, {m['cores']} cores, kernel {m['kernel']}, "
+        f"Python {m['python']}, node {m['node'] or '-'}",
+        f"- method: each server pinned to CPU {SERVER_CPU}, the generator (uvgate-bench, "
+        f"hand-rolled client framing on uvloop) to CPU {GEN_CPU}; every figure is the median of "
+        f"{data['runs']} run(s); loopback only. Job sizes: "
+        + "; ".join(f"{k} {v}" for k, v in data["params"].items()),
+        "- read the **server CPU per unit** columns (us of server CPU per connection, message or "
+        "delivery = the inverse of its capacity per core): on one loopback machine the Python "
+        "generator is often the bottleneck, so the measured rates mostly measure the generator. "
+        "`*` marks a server where at least one run was generator-bound, `!` one where other "
+        "processes on the host took more than a quarter core during a run (rates disturbed).",
+        f"- ratios in parentheses are to {ref or '-'} (value / {ref or '-'}).",
+    ]
+    if data["skipped"]:
+        lines.append(
+            "- not measured: " + "; ".join(f"{k}: {v}" for k, v in data["skipped"].items())
+        )
+    lines.append(tables(data, ref))
+    lines.append("\n## Yardstick (uvgate vs the raw uvloop probe)\n")
+    lines.extend(f"- {y}" for y in yardstick(data))
+    lines.append("\n## Charts\n")
+    for c in charts:
+        rel = os.path.relpath(c, BENCH_DIR)
+        lines.append(f"![{os.path.basename(c)}]({rel})")
+    h = os.path.join(BENCH_DIR, "results", "hold100k.json")
+    if os.path.exists(h):
+        lines.append("\n## 100,000 connections held (`python -m bench hold100k`)\n")
+        lines.append("See results/hold100k.json and results/hold100k.md.")
+    return "\n".join(lines) + "\n"
+
+
+def _strip(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _strip(v) for k, v in d.items() if not k.startswith("_")}
+    if isinstance(d, list):
+        return [_strip(v) for v in d]
+    return d
+
+
+def compare_main(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    quick = bool(args.quick)
+    runs = args.runs or (1 if quick else 3)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SERVERS)
+    unknown = [n for n in names if n not in SERVERS]
+    if unknown:
+        raise ValueError(f"unknown server(s) {unknown}; known: {', '.join(SERVERS)}")
+    outdir = args.out or os.path.join(BENCH_DIR, "results")
+    os.makedirs(outdir, exist_ok=True)
+    pin = (os.cpu_count() or 1) >= 2
+    params = job_params(quick)
+    argv = " ".join(shlex.quote(a) for a in sys.argv[1:]) or "compare"
+    data: dict[str, Any] = {
+        "command": f"python -m bench {argv}",
+        "machine": machine_info(),
+        "quick": quick,
+        "runs": runs,
+        "params": params,
+        "servers": {},
+        "skipped": {},
+    }
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    log(
+        f"compare: servers {', '.join(names)}; {runs} run(s) per figure; "
+        f"{'quick' if quick else 'full'}; server on CPU {SERVER_CPU}, generator on CPU {GEN_CPU}"
+    )
+    with ServerPool(os.path.join(outdir, "tmp")) as pool:
+        for name in names:
+            why = SERVERS[name].check()
+            if why:
+                log(f"  {name:<10} skipped: {why}")
+                data["skipped"][name] = why
+                continue
+            data["servers"][name] = {"scenarios": run_server(name, pool, params, runs, pin, log)}
+    ref = "uvgate" if "uvgate" in data["servers"] else ("raw" if "raw" in data["servers"] else None)
+    tag = "compare-quick" if quick else "compare"
+    charts = plot_compare(data, outdir, tag)
+    data["elapsed_s"] = time.monotonic() - started
+    write_json(os.path.join(outdir, f"{tag}.json"), _strip(data))
+    md = results_markdown(data, charts, ref)
+    print("\n" + md)
+    if not args.no_markdown:
+        with open(os.path.join(BENCH_DIR, "RESULTS.md"), "w") as f:
+            f.write(md)
+    log(f"compare finished in {data['elapsed_s']:.0f}s; JSON {os.path.join(outdir, tag + '.json')}")
+    return 0
+
+
+def hold100k_main(args: argparse.Namespace) -> int:
+    """100k held connections against uvgate with several workers and source addresses."""
+    outdir = args.out or os.path.join(BENCH_DIR, "results")
+    os.makedirs(outdir, exist_ok=True)
+    why = SERVERS["uvgate"].check()
+    if why:
+        print(f"hold100k: uvgate not runnable: {why}", file=sys.stderr)
+        return 1
+    from .servers import _uvgate_cmd
+
+    with ServerPool(os.path.join(outdir, "tmp")) as pool:
+        port = free_port(HOST)
+        # No pinning: 100k connections need both cores on both sides.
+        proc = pool.start(
+            _uvgate_cmd(args.workers)(HOST, port, SECRET, "echo"),
+            HOST,
+            port,
+            "uvgate-hold100k",
+            None,
+            timeout=60,
+        )
+        time.sleep(1.0)
+        cfg = RunConfig(
+            scenario="hold",
+            host=HOST,
+            port=port,
+            secret=SECRET,
+            connections=args.connections,
+            rate=args.rate,
+            hold_s=args.hold_s,
+            procs=args.procs,
+            concurrency=500,
+            server_pids=[proc.pid],
+            server_children=True,
+            timeout=900.0,
+            connect_timeout=30.0,
+            label=f"uvgate --workers {args.workers}",
+        )
+        res = run(cfg)
+    md = markdown(res)
+    m = machine_info()
+    header = (
+        f"# 100k hold\n\n- command: `python -m bench hold100k` (uvgate --workers "
+        f"{args.workers}, {cfg.procs} generator procs, sources {cfg.sources})\n"
+        f"- date: {m['date_utc']}\n- machine: {m['cpu_model']}, {m['cores']} cores, "
+        f"kernel {m['kernel']}, Python {m['python']}\n\n"
+    )
+    print(header + md)
+    write_json(os.path.join(outdir, "hold100k.json"), public(res))
+    with open(os.path.join(outdir, "hold100k.md"), "w") as f:
+        f.write(header + md)
+    plot_run(res, outdir, "hold100k")
+    return 0 if res["held"] >= args.connections * 0.99 else 1
