@@ -85,8 +85,18 @@ class Config:
     log_level: str = opt("info", "Log level: debug, info, warning, error.")
     log_format: str = opt("text", "Log format: text (logfmt) or json.")
     # --- Pusher Channels protocol (apps from the TOML file: [[apps]]) -------------
+    pusher: bool = opt(True, "Serve Pusher protocol v7 on /app/{key} and its HTTP API on /apps/.")
     apps: list[dict[str, Any]] = opt(
         [], "Pusher apps (TOML array of tables [[apps]]).", cli=False, env=False
+    )
+    app_id: str | None = opt(None, "Id of the single Pusher app when no [[apps]] are configured.")
+    app_key: str | None = opt(None, "Key of that app (default: the development key app-key).")
+    app_secret: str | None = opt(None, "Secret of that app (default: the development secret).")
+    api_port: int | None = opt(
+        None, "Also serve the Pusher HTTP API on this port (default: same port)."
+    )
+    api_timestamp_window: float = opt(
+        600.0, "Accept signed HTTP API requests whose auth_timestamp is within this many seconds."
     )
 
     @classmethod

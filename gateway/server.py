@@ -16,7 +16,7 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.apps import App, load_app
@@ -93,6 +93,10 @@ class Gateway:
         self._stopped: asyncio.Event | None = None
         self._shutting_down = False
         self._last_heartbeat = 0.0
+        # Components (Pusher, webhooks...) hook into the lifecycle here: start hooks
+        # run after the listener is up, shutdown hooks after connections are closed.
+        self.start_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
 
         if verifier is None:
             options = dict(config.verifier_options)
@@ -193,6 +197,8 @@ class Gateway:
         self._server = await loop.create_server(lambda: Connection(self), **kwargs)
         self.accepting = True
         self._ticker = loop.call_later(TICK, self._tick)
+        for hook in self.start_hooks:
+            await hook()
         log.info(
             "listening",
             extra={"fields": {"worker": self.worker, "address": f"{cfg.host}:{self.port}"}},
@@ -244,6 +250,11 @@ class Gateway:
             conn.abort(closecodes.GOING_AWAY)
         if self._ticker is not None:
             self._ticker.cancel()
+        for hook in self.shutdown_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook %r failed", hook)
         me = asyncio.current_task()
         others = [t for t in self._tasks if t is not me]
         for task in others:
