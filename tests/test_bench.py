@@ -236,3 +236,26 @@ def test_pusher_signatures_match_the_worked_example():
     assert "auth_signature=" in target and "body_md5=99914b932bd37a50b983c5e7c90ae93b" in target
     auth = pusher.channel_auth("key", "secret", "1.2", "private-x")
     assert auth.startswith("key:") and len(auth) == 4 + 64
+
+
+def test_pusher_connect_and_fanout_against_probe(probe_factory):
+    port, pid = probe_factory("pusher")
+    res = run(_cfg("connect", port, pid, protocol="pusher", connections=50, concurrency=5), False)
+    assert res["ok"] == 50 and res["failures"] == {}
+    assert res["target"].endswith("/app/app-key?protocol=7&client=js&version=8.4.0&flash=false")
+    res = run(_cfg("fanout", port, pid, protocol="pusher", subscribers=10, duration=0.4), False)
+    assert res["failures"] == {} and res["published"] > 0
+    assert res["deliveries"] == res["expected_deliveries"] == res["published"] * 10
+    bad = run(
+        _cfg(
+            "connect",
+            port,
+            pid,
+            protocol="pusher",
+            connections=3,
+            concurrency=3,
+            app_secret="wrong",
+        ),
+        False,
+    )
+    assert bad["ok"] == 0 and bad["failures"] == {"auth_rejected_401": 3}

@@ -66,12 +66,15 @@ def authenticate(key: bytes, first_message: bytes | str) -> tuple[bytes, str | N
     return orjson.dumps({"type": "auth_ok", "id": f"c{next(_ids)}", "user": user}), user
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, apps: tuple[str, ...] = ("echo", "chat")) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--secret", default="bench-secret")
-    ap.add_argument("--app", choices=("echo", "chat"), default="echo")
+    ap.add_argument("--app", choices=apps, default="echo")
+    ap.add_argument("--app-id", default="app-id", help="Pusher app id (--app pusher)")
+    ap.add_argument("--app-key", default="app-key", help="Pusher app key (--app pusher)")
+    ap.add_argument("--app-secret", default="app-secret", help="Pusher app secret (--app pusher)")
     return ap.parse_args()
 
 
