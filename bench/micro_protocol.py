@@ -32,6 +32,7 @@ from wsproto.frame_protocol import FrameProtocol
 
 from protocol import frames
 from protocol.frames import (
+    OP_BINARY,
     OP_CLOSE,
     OP_TEXT,
     FrameParser,
@@ -59,6 +60,7 @@ FRAME32 = encode_client_frame(OP_TEXT, TEXT32.encode(), mask=MASK)
 AUTH = '{"event":"auth","data":{"token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln"}}'
 AUTH_FRAME = encode_client_frame(OP_TEXT, AUTH.encode(), mask=MASK)
 CLOSE_FRAME = encode_client_frame(OP_CLOSE, b"\x03\xe8", mask=MASK)
+FRAME_1K = encode_client_frame(OP_BINARY, bytes(range(256)) * 4, mask=MASK)
 FRAME_64K = encode_client_frame(OP_TEXT, b"x" * 65536, mask=MASK)
 
 
@@ -79,6 +81,10 @@ def ours_parse32() -> object:
 
 
 _big_parser = FrameParser(max_message_size=1 << 20)
+
+
+def ours_parse1k() -> object:
+    return _big_parser.feed(FRAME_1K)
 
 
 def ours_parse64k() -> object:
@@ -147,6 +153,11 @@ def ws_frames_parse32() -> object:
 _ws_big = FrameProtocol(client=False, extensions=[])
 
 
+def ws_frames_parse1k() -> object:
+    _ws_big.receive_bytes(FRAME_1K)
+    return list(_ws_big.received_frames())
+
+
 def ws_frames_parse64k() -> object:
     _ws_big.receive_bytes(FRAME_64K)
     return list(_ws_big.received_frames())
@@ -186,6 +197,7 @@ CASES: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
     ("handshake: parse ~200 B upgrade + build 101", ours_handshake, ws_handshake),
     ("parse+unmask 32 B text frame (WSConnection)", ours_parse32, ws_parse32),
     ("parse+unmask 32 B text frame (FrameProtocol)", ours_parse32, ws_frames_parse32),
+    ("parse+unmask 1 KiB binary frame (FrameProtocol)", ours_parse1k, ws_frames_parse1k),
     ("parse+unmask 64 KiB text frame (FrameProtocol)", ours_parse64k, ws_frames_parse64k),
     ("encode 32 B text frame", ours_encode, ws_encode),
     ("echo 32 B: parse + encode", ours_echo, ws_echo),

@@ -414,6 +414,8 @@ class FrameParser:
         self._decoder = None
 
 
+_LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
+
 # -- encoders -----------------------------------------------------------------
 
 # Precomputed 2-byte headers for the commonest frames (FIN, 7-bit length).
@@ -458,8 +460,12 @@ def encode_binary(data: bytes) -> bytes:
 
 
 def encode_close(code: int = 1000, reason: str = "") -> bytes:
-    """A close frame; 1005 means "no status" and is sent with an empty body."""
-    if code == 1005:
+    """A close frame; 1005 means "no status" and is sent with an empty body.
+
+    RFC 6455 7.4.1: 1005, 1006 and 1015 must never appear on the wire, so
+    they all become an empty body (which the peer reads as 1005).
+    """
+    if code in _LOCAL_ONLY_CODES:
         return b"\x88\x00"
     raw = reason.encode("utf-8")
     if len(raw) > MAX_CLOSE_REASON:

@@ -398,6 +398,8 @@ def test_huge_declared_length_never_allocates() -> None:
 def test_encode_close() -> None:
     assert encode_close() == b"\x88\x02\x03\xe8"
     assert encode_close(1005) == b"\x88\x00"
+    assert encode_close(1006, "local only") == b"\x88\x00"
+    assert encode_close(1015) == b"\x88\x00"
     assert encode_close(4401, "auth") == b"\x88\x06\x11\x31auth"
     frame = encode_close(1000, "é" * 100)  # 200 bytes: cut on a code point boundary
     assert len(frame) - 2 <= 125
