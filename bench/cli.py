@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=0, help="runs per figure (default 3, quick 1)")
     p.add_argument("--out", default="", help="results directory (default bench/results)")
     p.add_argument("--no-markdown", action="store_true", help="do not rewrite bench/RESULTS.md")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=-1.0,
+        help="max seconds to wait before each run for a quiet host "
+        "(default 20, quick 5; 0 = never wait)",
+    )
 
     p = sub.add_parser("hold100k", help="100,000 connections held against uvgate (several workers)")
     p.add_argument("--connections", type=int, default=100_000)
