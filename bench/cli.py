@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=-1.0,
         help="max seconds to wait before each run for a quiet host "
-        "(default 20, quick 5; 0 = never wait)",
+        "(default 10, quick 3; at most 150 s / 20 s in all; 0 = never wait)",
     )
 
     p = sub.add_parser("hold100k", help="100,000 connections held against uvgate (several workers)")

@@ -155,6 +155,9 @@ def median_figures(scenario: str, runs: list[dict[str, Any]]) -> dict[str, float
     return out
 
 
+_QUIET_BUDGET = [120.0]  # seconds of waiting for a quiet host left in this compare
+
+
 def wait_quiet(max_wait: float, log: Callable[[str], None], limit: float = 0.3) -> float:
     """Wait (bounded) until the rest of the host uses under ``limit`` cores; returns that use.
 
@@ -163,7 +166,9 @@ def wait_quiet(max_wait: float, log: Callable[[str], None], limit: float = 0.3) 
     """
     from .procstat import host_cpu
 
-    end = time.monotonic() + max_wait
+    max_wait = min(max_wait, _QUIET_BUDGET[0])
+    start = time.monotonic()
+    end = start + max_wait
     waited = False
     while True:
         b0, _ = host_cpu()
@@ -171,6 +176,7 @@ def wait_quiet(max_wait: float, log: Callable[[str], None], limit: float = 0.3) 
         b1, _ = host_cpu()
         busy = (b1 - b0) / 0.5
         if busy < limit or time.monotonic() >= end:
+            _QUIET_BUDGET[0] = max(0.0, _QUIET_BUDGET[0] - (time.monotonic() - start))
             if waited:
                 state = "quiet" if busy < limit else "gave up waiting"
                 log(f"  (host busy {busy:.2f} cores; {state})")
@@ -447,7 +453,8 @@ def compare_main(args: argparse.Namespace) -> int:
     outdir = args.out or os.path.join(BENCH_DIR, "results")
     os.makedirs(outdir, exist_ok=True)
     pin = (os.cpu_count() or 1) >= 2
-    quiet_wait = args.quiet_wait if args.quiet_wait >= 0 else (5.0 if quick else 20.0)
+    quiet_wait = args.quiet_wait if args.quiet_wait >= 0 else (3.0 if quick else 10.0)
+    _QUIET_BUDGET[0] = 20.0 if quick else 150.0
     params = job_params(quick)
     argv = " ".join(shlex.quote(a) for a in sys.argv[1:]) or "compare"
     data: dict[str, Any] = {
@@ -541,7 +548,8 @@ def hold100k_main(args: argparse.Namespace) -> int:
     md = markdown(res)
     m = machine_info()
     header = (
-        f"# 100k hold\n\n- command: `python -m bench hold100k` (uvgate --workers "
+        f"# {args.connections:,} connections held against uvgate\n\n"
+        f"- command: `python -m bench {' '.join(sys.argv[1:]) or 'hold100k'}` (uvgate --workers "
         f"{args.workers}, {cfg.procs} generator procs, sources {cfg.sources})\n"
         f"- date: {m['date_utc']}\n- machine: {m['cpu_model']}, {m['cores']} cores, "
         f"kernel {m['kernel']}, Python {m['python']}\n\n"
