@@ -41,7 +41,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import unquote
 
@@ -51,6 +51,7 @@ from protocol.handshake import Request
 from protocol.pusher import httpapi
 from protocol.pusher.apirequest import auth_key_of, parse_query, verify_api_request
 from protocol.pusher.apps import App, AppStore
+from protocol.pusher.channels import classify
 from protocol.pusher.errors import ApiError
 
 if TYPE_CHECKING:
@@ -144,6 +145,8 @@ class PusherApi:
         self.gateway = gateway
         self.engine = engine
         self.stats = ApiStats()
+        # The engine's monotonic clock (its cache expiry times are on it).
+        self._clock: Callable[[], float] = getattr(engine, "now", time.monotonic)
         self._api_server: asyncio.AbstractServer | None = None
 
     # -- entry points (HttpHandler signature) ---------------------------------------------
@@ -244,8 +247,8 @@ class PusherApi:
     def _info(self, app: App, channel: str, wanted: frozenset[str]) -> dict[str, int]:
         state = self.engine.channel_state(app, channel)
         info: dict[str, int] = {}
-        if "user_count" in wanted and state.user_count is not None:
-            info["user_count"] = state.user_count
+        if "user_count" in wanted and classify(channel).is_presence:
+            info["user_count"] = state.user_count or 0  # a vacant channel has no users
         if "subscription_count" in wanted:
             info["subscription_count"] = state.subscription_count
         return info
@@ -293,10 +296,11 @@ class PusherApi:
         if "cache" in query.info:
             entry = self.engine.cached(app, channel)
             if entry is not None:
-                cache = dict(entry.info(asyncio.get_running_loop().time()))
+                cache = dict(entry.info(self._clock()))
         body = httpapi.channel_response(
             state.occupied,
-            user_count=state.user_count if "user_count" in query.info else None,
+            # Only asked of presence channels (the parser refuses others); vacant: 0.
+            user_count=(state.user_count or 0) if "user_count" in query.info else None,
             subscription_count=(
                 state.subscription_count if "subscription_count" in query.info else None
             ),
@@ -369,6 +373,13 @@ class _HttpOnlyView:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._gateway, name)
+
+
+def api_of(gateway: Gateway) -> PusherApi | None:
+    """The ``PusherApi`` registered on ``gateway`` (its stats, its API port), if any."""
+    handler = gateway.http_route(APPS_PREFIX)
+    api = getattr(handler, "__self__", None)
+    return api if isinstance(api, PusherApi) else None
 
 
 def register_api(gateway: Gateway, engine: Engine) -> PusherApi:
