@@ -574,6 +574,23 @@ class Connection(asyncio.Protocol):
         for group in identity.groups:
             gw.registry.join(self, group)
 
+    def open_anonymous(self) -> None:
+        """Open without an identity: the route authenticates per action, not per socket.
+
+        Pusher sockets are usable at once (public channels need no auth), so they must be
+        OPEN (writes, heartbeat, shutdown) and in the registry by id, but with no user:
+        a Pusher signin is scoped to one app and is indexed by the Pusher engine, not in
+        the registry's user index (user ids of different apps would collide there).
+        """
+        if self.state is not AWAITING_AUTH:
+            return
+        self._move(OPEN)
+        self.clear_deadline()
+        self.request = None  # no longer needed: free it
+        gw = self.gw
+        gw.pending.discard(self)
+        gw.registry.add(self)
+
     def resume_after_auth(self) -> None:
         """After an async verifier: deliver what arrived meanwhile, read again."""
         held, self.held = self.held, None

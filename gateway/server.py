@@ -17,7 +17,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.apps import App, load_app
 from gateway.config import Config
@@ -33,6 +33,9 @@ from gateway.stats import Stats
 from gateway.verifiers import load_verifier
 from gateway.verifiers.base import Verifier
 from protocol import closecodes
+
+if TYPE_CHECKING:
+    from gateway.pusher.engine import PusherEngine
 
 log = logging.getLogger("uvgate.server")
 
@@ -120,6 +123,12 @@ class Gateway:
         self.route_http("/up", self._up)
         self.route_http("/ready", self._ready)
         self.route_http("/metrics", self._metrics)
+        # Pusher protocol v7 on /app/{key} and its HTTP API: ``self.pusher`` is the engine.
+        self.pusher: PusherEngine | None = None
+        if config.pusher:
+            from gateway.pusher import install
+
+            self.pusher = install(self)
 
     # ------------------------------------------------------------------ routes
     def route_ws(self, path: str, handler: WsHandler, *, prefix: bool = False) -> None:

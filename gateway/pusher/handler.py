@@ -1,0 +1,255 @@
+"""The Pusher protocol v7 WebSocket route: ``/app/{key}?protocol=7``.
+
+One ``PusherHandler`` serves every Pusher socket; per-socket state is the ``Session`` in
+``conn.session``. Frames are parsed and judged by the sans-I/O layer (``protocol.pusher``);
+the engine keeps the indexes and fans out.
+
+Connection refusals (unknown key 4001, disabled 4003, over quota 4004, bad protocol
+4006-4008) complete the upgrade, send ``pusher:error`` and close with the code: pusher-js
+reads a refusal from the close code only (pusher-protocol.md "Connection").
+
+Authentication policy, per app (``App.auth_failure``, ``require_auth_within``,
+``first_message``) — stricter than soketi and Reverb, which leave sockets open:
+
+* a bad channel signature answers ``pusher:subscription_error`` (laravel-echo's
+  ``.error()``); with ``auth_failure="close"`` (the default) it is followed by
+  ``pusher:error`` 4009 and a close with 4009. ``"error"`` keeps the socket, as Pusher does.
+* a bad ``pusher:signin`` always closes with 4009 (as Pusher does).
+* ``require_auth_within=N``: a socket that has neither signed in nor joined a channel
+  needing a signature within N s is closed with 4009.
+* ``first_message="signin"``: before a good signin only ping/pong/signin are accepted
+  (``authorize.check_first_message``); anything else closes with 4009. Such apps get a
+  deadline too: ``require_auth_within``, else the gateway's ``auth_timeout``.
+
+Every authentication failure is logged once (logger ``uvgate.auth``, one structured line:
+ip, conn, app, channel, reason, code), counted in ``auth_failed`` and charged to the IP in
+the gateway's failure limiter, so past ``auth_fail_limit`` the IP's next upgrades get HTTP
+429 before any WebSocket work (the core checks the limiter on every upgrade).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from gateway.connection import OPEN, Connection
+from gateway.pusher.engine import PusherEngine, text_frame
+from gateway.pusher.session import Session
+from gateway.verifiers.base import clip_reason
+from protocol.handshake import Request
+from protocol.pusher import messages
+from protocol.pusher.apirequest import parse_query
+from protocol.pusher.apps import App
+from protocol.pusher.authorize import (
+    authorize_signin,
+    authorize_subscription,
+    check_client_event,
+    check_first_message,
+)
+from protocol.pusher.connect import check_connect, check_quota
+from protocol.pusher.errors import (
+    RECONNECT_NOW,
+    UNAUTHORIZED,
+    PusherError,
+    SubscriptionError,
+)
+from protocol.pusher.messages import (
+    ClientEvent,
+    Ping,
+    Pong,
+    Signin,
+    Subscribe,
+    Unsubscribe,
+    parse_client_message,
+)
+from protocol.pusher.ratelimit import rate_limit_error, take
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+log = logging.getLogger("uvgate.auth")
+connect_log = logging.getLogger("uvgate.pusher")
+
+AUTH_TIMEOUT = "Authentication timeout"
+
+
+class PusherHandler:
+    # pusher-js asks for no subprotocol.
+    subprotocols: Sequence[str] = ()
+    # pusher-protocol.md: 4200 "reconnect now", for graceful shutdown.
+    shutdown_code: int = RECONNECT_NOW
+
+    def __init__(self, gateway: Gateway, engine: PusherEngine) -> None:
+        self.gw = gateway
+        self.engine = engine
+
+    # ------------------------------------------------------------ WsHandler
+    def accept(self, conn: Connection, request: Request) -> None:
+        # Judge the request now, answer after the 101 (``on_open``): a refusal must reach
+        # pusher-js as a close code, which an HTTP status cannot carry.
+        engine = self.engine
+        try:
+            req = check_connect(request.path, parse_query(request.query), engine.store)
+            check_quota(req.app, engine.connection_count(req.app))
+        except PusherError as exc:
+            conn.session = exc
+            return
+        conn.session = req.app
+
+    def on_open(self, conn: Connection) -> None:
+        pending = conn.session
+        if not isinstance(pending, App):
+            conn.session = None
+            exc = pending if isinstance(pending, PusherError) else PusherError(4005, "Refused")
+            connect_log.info(
+                "pusher connection refused",
+                extra={
+                    "fields": {
+                        "ip": conn.peer[0],
+                        "conn": conn.id,
+                        "code": exc.code,
+                        "reason": exc.message,
+                    }
+                },
+            )
+            conn.write_control(text_frame(messages.error_from(exc)))
+            conn.close(exc.code, exc.message)
+            return
+        app = pending
+        conn.open_anonymous()
+        self.engine.opened(conn, app)
+        conn.send_text(messages.connection_established(conn.id, app.activity_timeout))
+        window = app.require_auth_within
+        if window is None and app.first_message == "signin":
+            window = self.gw.config.auth_timeout
+        if window:
+            conn.set_deadline(window)
+
+    def on_message(self, conn: Connection, data: str | bytes) -> None:
+        session: Session = conn.session
+        app = session.hub.app
+        try:
+            msg = parse_client_message(data)
+        except PusherError as exc:
+            if session.user is None and app.first_message == "signin":
+                self.auth_failed(conn, session, "Sign in before anything else")
+                return
+            conn.send_text(messages.error_from(exc))
+            if exc.fatal:
+                conn.close(exc.code, exc.message)
+            return
+        kind = type(msg)
+        if kind is Ping:  # the most frequent message: first, and cheap
+            conn.send_text(messages.PONG)
+            return
+        if session.user is None and app.first_message == "signin":
+            try:
+                check_first_message(app, msg)
+            except PusherError as exc:
+                self.auth_failed(conn, session, exc.message)
+                return
+        if kind is ClientEvent:
+            self._client_event(conn, session, msg)  # type: ignore[arg-type]
+        elif kind is Subscribe:
+            self._subscribe(conn, session, msg)  # type: ignore[arg-type]
+        elif kind is Unsubscribe:
+            self.engine.unsubscribe(conn, session, msg.channel)  # type: ignore[union-attr]
+        elif kind is Signin:
+            self._signin(conn, session, msg)  # type: ignore[arg-type]
+        elif kind is Pong:
+            session.pinged = False
+        # UnknownEvent: ignored (forward compatible, as pusher-js expects)
+
+    def on_deadline(self, conn: Connection) -> None:
+        session = conn.session
+        if conn.state is OPEN and isinstance(session, Session) and not session.has_authenticated:
+            self.gw.stats.auth_timeouts += 1
+            self.auth_failed(conn, session, AUTH_TIMEOUT)
+
+    def on_close(self, conn: Connection, code: int) -> None:
+        session = conn.session
+        if isinstance(session, Session):
+            self.engine.closed(conn, session)
+
+    # ------------------------------------------------------------- messages
+    def _subscribe(self, conn: Connection, session: Session, msg: Subscribe) -> None:
+        app = session.hub.app
+        try:
+            grant = authorize_subscription(app, conn.id, msg, user_id=session.user_id)
+            self.engine.subscribe(conn, session, grant)
+        except SubscriptionError as exc:
+            conn.send_text(messages.subscription_error_from(exc))
+            if exc.is_auth_failure:
+                self.auth_failed(
+                    conn,
+                    session,
+                    exc.message,
+                    channel=exc.channel,
+                    close=app.auth_failure == "close",
+                )
+            return
+        if grant.kind.requires_auth:
+            conn.clear_deadline()  # require_auth_within is met
+
+    def _signin(self, conn: Connection, session: Session, msg: Signin) -> None:
+        try:
+            user = authorize_signin(session.hub.app, conn.id, msg)
+        except PusherError as exc:
+            if exc.code == UNAUTHORIZED:
+                self.auth_failed(conn, session, exc.message)  # always closes, as Pusher does
+            else:
+                conn.send_text(messages.error_from(exc))  # 4302 watchlist too big
+            return
+        conn.clear_deadline()
+        self.engine.signin(conn, session, user)
+
+    def _client_event(self, conn: Connection, session: Session, msg: ClientEvent) -> None:
+        app = session.hub.app
+        try:
+            check_client_event(app, msg, session.kind_of(msg.channel))
+        except PusherError as exc:
+            conn.send_text(messages.error_from(exc))
+            return
+        ok, session.tokens, session.last = take(
+            session.tokens, session.last, self.engine.now(), app.max_client_events_per_second
+        )
+        if not ok:
+            conn.send_text(messages.error_from(rate_limit_error()))
+            return
+        self.engine.relay_client_event(conn, session, msg.channel, msg.event, msg.data)
+
+    # -------------------------------------------------------------- refusing
+    def auth_failed(
+        self,
+        conn: Connection,
+        session: Session,
+        reason: str,
+        *,
+        channel: str | None = None,
+        close: bool = True,
+    ) -> None:
+        """One log line, one count, one failure charged to the IP; then (``close``)
+        ``pusher:error`` 4009 and a close with 4009."""
+        gw = self.gw
+        ip = conn.peer[0]
+        failures = gw.limiter.record_failure(ip)
+        gw.stats.auth_failed += 1
+        log.warning(
+            "pusher auth refused",
+            extra={
+                "fields": {
+                    "ip": ip,
+                    "conn": conn.id,
+                    "app": session.hub.app.id,
+                    "channel": channel or "-",
+                    "reason": reason,
+                    "code": UNAUTHORIZED,
+                    "action": "close" if close else "error",
+                    "failures": failures,
+                }
+            },
+        )
+        if close:
+            conn.send_text(messages.error(reason, UNAUTHORIZED))
+            conn.close(UNAUTHORIZED, clip_reason(reason))
