@@ -354,5 +354,229 @@ def test_official_library_trigger_refusals_and_errors(arun):
     arun(main())
 
 
-def _unused() -> None:  # keep imports used until the WebSocket tests land
-    _ = (json, connect, sign_channel, sign_user)
+# -- the official library against real subscribers -----------------------------------------
+
+
+class Socket:
+    """A Pusher protocol 7 client over the websockets library."""
+
+    def __init__(self, ws: Any, socket_id: str) -> None:
+        self.ws = ws
+        self.socket_id = socket_id
+
+    @classmethod
+    async def open(cls, run: Running, app: App = APP) -> Socket:
+        ws = await connect(run.ws_url(app))
+        hello = json.loads(await ws.recv())
+        assert hello["event"] == "pusher:connection_established"
+        return cls(ws, json.loads(hello["data"])["socket_id"])
+
+    async def send(self, event: str, data: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps({"event": event, "data": data}))
+
+    async def recv(self, timeout: float = 5) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def next_event(self, timeout: float = 5) -> dict[str, Any]:
+        """The next message that is not presence bookkeeping."""
+        while True:
+            msg = await self.recv(timeout)
+            if not msg["event"].startswith("pusher_internal:member_"):
+                return msg
+
+    async def subscribe(self, channel: str, user_id: str | None = None, app: App = APP) -> None:
+        data: dict[str, Any] = {"channel": channel}
+        if user_id is not None:
+            channel_data = json.dumps({"user_id": user_id, "user_info": {"n": user_id}})
+            data["channel_data"] = channel_data
+            data["auth"] = sign_channel(app.key, app.secret, self.socket_id, channel, channel_data)
+        elif channel.startswith("private-"):
+            data["auth"] = sign_channel(app.key, app.secret, self.socket_id, channel)
+        await self.send("pusher:subscribe", data)
+        reply = await self.next_event()
+        assert reply["event"] == "pusher_internal:subscription_succeeded", reply
+        assert reply["channel"] == channel
+
+    async def signin(self, user_id: str, app: App = APP) -> None:
+        user_data = json.dumps({"id": user_id})
+        auth = sign_user(app.key, app.secret, self.socket_id, user_data)
+        await self.send("pusher:signin", {"auth": auth, "user_data": user_data})
+        reply = await self.recv()
+        assert reply["event"] == "pusher:signin_success", reply
+
+    async def silent(self, seconds: float = 0.2) -> bool:
+        try:
+            await asyncio.wait_for(self.ws.recv(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def test_official_trigger_reaches_a_subscriber_and_socket_id_excludes(arun):
+    async def main():
+        async with pusher_gateway() as run:
+            client = run.client()
+            a, b = await Socket.open(run), await Socket.open(run)
+            await a.subscribe("orders")
+            await b.subscribe("orders")
+            await asyncio.to_thread(client.trigger, "orders", "created", {"id": 1})
+            for sock in (a, b):
+                msg = await sock.next_event()
+                assert msg == {"event": "created", "channel": "orders", "data": '{"id": 1}'}
+
+            # The publisher's own socket is left out.
+            await asyncio.to_thread(client.trigger, "orders", "mine", "x", a.socket_id)
+            assert (await b.next_event())["event"] == "mine"
+            await asyncio.to_thread(client.trigger, ["orders", "other"], "all", "y")
+            assert (await a.next_event())["event"] == "all"  # "mine" never came
+            assert (await b.next_event())["event"] == "all"
+            await a.close()
+            await b.close()
+
+    arun(main())
+
+
+def test_official_trigger_batch(arun):
+    async def main():
+        async with pusher_gateway() as run:
+            sock = await Socket.open(run)
+            await sock.subscribe("one")
+            await sock.subscribe("private-two")
+            batch = [
+                {"channel": "one", "name": "e1", "data": {"n": 1}},
+                {"channel": "private-two", "name": "e2", "data": "plain"},
+                {"channel": "nobody", "name": "e3", "data": "z"},
+            ]
+            assert await asyncio.to_thread(run.client().trigger_batch, batch) == {}
+            first, second = await sock.next_event(), await sock.next_event()
+            assert (first["channel"], first["event"], first["data"]) == ("one", "e1", '{"n": 1}')
+            assert (second["channel"], second["data"]) == ("private-two", "plain")
+            # Raw, with info: one entry per item, in order.
+            body = {
+                "batch": [
+                    {"channel": "one", "name": "e", "data": "1", "info": "subscription_count"},
+                    {"channel": "two", "name": "e", "data": "2"},
+                ]
+            }
+            r = await call(run.port, APP, "POST", "/apps/42/batch_events", body)
+            assert r.json() == {"batch": [{"subscription_count": 1}, {}]}
+            await sock.close()
+
+    arun(main())
+
+
+def test_official_channels_info_channel_info_and_users(arun):
+    async def main():
+        async with pusher_gateway() as run:
+            client = run.client()
+            alice1, alice2, bob = [await Socket.open(run) for _ in range(3)]
+            await alice1.subscribe("presence-room", "alice")
+            await alice2.subscribe("presence-room", "alice")
+            await bob.subscribe("presence-room", "bob")
+            await bob.subscribe("public-news")
+            await alice1.subscribe("presence-other", "alice")
+
+            everything = await asyncio.to_thread(client.channels_info)
+            assert everything == {
+                "channels": {"presence-room": {}, "public-news": {}, "presence-other": {}}
+            }
+            rooms = await asyncio.to_thread(
+                client.channels_info, "presence-r", ["user_count", "subscription_count"]
+            )
+            assert rooms == {
+                "channels": {"presence-room": {"user_count": 2, "subscription_count": 3}}
+            }
+            counted = await asyncio.to_thread(
+                client.channels_info, "public", ["subscription_count"]
+            )
+            assert counted == {"channels": {"public-news": {"subscription_count": 1}}}
+
+            room = await asyncio.to_thread(
+                client.channel_info, "presence-room", ["user_count", "subscription_count"]
+            )
+            assert room == {"occupied": True, "user_count": 2, "subscription_count": 3}
+            vacant = await asyncio.to_thread(client.channel_info, "nobody-here")
+            assert vacant == {"occupied": False}
+
+            users = await asyncio.to_thread(client.users_info, "presence-room")
+            assert sorted(u["id"] for u in users["users"]) == ["alice", "bob"]
+
+            # After bob leaves, the counts follow.
+            await bob.close()
+            for _ in range(50):
+                room = await asyncio.to_thread(client.channel_info, "presence-room", ["user_count"])
+                if room["user_count"] == 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert room == {"occupied": True, "user_count": 1}
+            users = await asyncio.to_thread(client.users_info, "presence-room")
+            assert users == {"users": [{"id": "alice"}]}
+            await alice1.close()
+            await alice2.close()
+
+    arun(main())
+
+
+def test_cache_channel_info(arun):
+    async def main():
+        async with pusher_gateway() as run:
+            client = run.client()
+            empty = await asyncio.to_thread(client.channel_info, "cache-prices", ["cache"])
+            assert empty == {"occupied": False}
+            await asyncio.to_thread(client.trigger, "cache-prices", "tick", {"p": 3})
+            info = await asyncio.to_thread(client.channel_info, "cache-prices", ["cache"])
+            assert info["occupied"] is False
+            assert info["cache"]["data"] == '{"p": 3}'
+            assert 1790 <= info["cache"]["ttl"] <= 1800
+            # A new subscriber gets the cached event right after subscribing.
+            sock = await Socket.open(run)
+            await sock.subscribe("cache-prices")
+            cached = await sock.next_event()
+            assert (cached["event"], cached["data"]) == ("tick", '{"p": 3}')
+            await sock.close()
+
+    arun(main())
+
+
+def test_official_terminate_user_connections(arun):
+    async def main():
+        async with pusher_gateway() as run:
+            u1a, u1b, u2 = [await Socket.open(run) for _ in range(3)]
+            await u1a.signin("u1")
+            await u1b.signin("u1")
+            await u2.signin("u2")
+            # Server-to-user events: #server-to-user-{id} reaches the signed-in sockets.
+            body = {"name": "hi", "data": "{}", "channel": "#server-to-user-u1"}
+            assert (await call(run.port, APP, "POST", "/apps/42/events", body)).status == 200
+            assert (await u1a.next_event())["event"] == "hi"
+
+            client = run.client()
+            # pusher-http-python 3.3.4 posts to /users/{id}/terminate_connections.
+            assert await asyncio.to_thread(client.terminate_user_connections, "u1") == {}
+            for sock in (u1a, u1b):
+                with pytest.raises(Exception) as info:
+                    while True:
+                        msg = await sock.recv()
+                        if msg["event"] == "pusher:error":
+                            assert json.loads(msg["data"])["code"] == 4009
+                assert getattr(info.value, "rcvd", None) is not None
+                assert info.value.rcvd.code == 4009
+            assert await u2.silent(0.2)
+            # With the /apps/{id} prefix too (other libraries); an unknown user is fine.
+            path = "/apps/42/users/u2/terminate_connections"
+            assert (await call(run.port, APP, "POST", path, {})).status == 200
+            msg = await u2.recv()
+            assert msg["event"] == "pusher:error"
+            nobody = await call(
+                run.port, APP, "POST", "/apps/42/users/nobody/terminate_connections", {}
+            )
+            assert (nobody.status, nobody.json()) == (200, {})
+            bad = await call(
+                run.port, APP, "POST", "/apps/42/users/a%20b/terminate_connections", {}
+            )
+            assert bad.status == 400
+
+    arun(main())
