@@ -75,11 +75,7 @@ def install(gateway: Gateway) -> PusherEngine | None:
     _warn_dev_credentials(store)
     engine = PusherEngine(gateway, store)
     gateway.route_ws("/app/", PusherHandler(gateway, engine), prefix=True)
-    try:
-        from gateway.pusher.api import register_api
-    except ModuleNotFoundError as exc:  # the HTTP API lands separately
-        if exc.name != "gateway.pusher.api":
-            raise
-    else:
-        register_api(gateway, engine)
+    from gateway.pusher.api import register_api  # imports this package: import late
+
+    register_api(gateway, engine)
     return engine
