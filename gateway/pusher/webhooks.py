@@ -62,7 +62,7 @@ def as_event(event: WebhookEvent | Mapping[str, Any]) -> WebhookEvent:
     )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashed by identity (kept in a set)
 class _AppHooks:
     app: App  # the latest App seen for this id: its key and secret sign the bodies
     scheduler: WebhookScheduler
@@ -181,9 +181,9 @@ class WebhookDispatcher:
             loop = self._loop
             if loop is None:
                 loop = self._loop = asyncio.get_running_loop()
-            self.emitted += 1
             scheduler = hooks.scheduler
             scheduler.add(as_event(event), loop.time())
+            self.emitted += 1
             deadline = scheduler.next_deadline()
             if deadline is not None:
                 self._active.add(hooks)
