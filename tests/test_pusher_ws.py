@@ -26,10 +26,11 @@ from gateway.config import Config
 from gateway.pusher import PusherEngine, build_store
 from gateway.pusher.session import Session
 from gateway.server import Gateway
+from gateway.verifiers.base import AuthFailed, Identity, token_of
 from protocol.pusher import webhooks as wh
 from protocol.pusher.apps import DEV_APP, App
 from protocol.pusher.signatures import sign_channel, sign_user
-from tests.gwtest import SECRET, raw_request, status_of, upgrade_request
+from tests.gwtest import SECRET, auth_message, raw_request, status_of, upgrade_request
 
 APP = App(id="1", key="key-1", secret="secret-1", client_events=True, activity_timeout=30)
 QUIET = App(id="2", key="key-2", secret="secret-2")  # client events off
@@ -62,12 +63,15 @@ def app_table(app: App) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def pusher_gateway(
-    *apps: App, before_start: Callable[[Gateway], None] | None = None, **options: Any
+    *apps: App,
+    before_start: Callable[[Gateway], None] | None = None,
+    verifier: Any = None,
+    **options: Any,
 ) -> AsyncIterator[Gateway]:
     config: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "secret": SECRET, "node_id": 7}
     config.update(options)
     config["apps"] = [app_table(a) for a in apps or APPS]
-    gw = Gateway(Config(**config))
+    gw = Gateway(Config(**config), verifier=verifier)
     if before_start is not None:
         before_start(gw)
     await gw.start()
@@ -723,6 +727,54 @@ def test_first_message_signin_has_a_deadline(arun: Any) -> None:
         async with pusher_gateway(auth_timeout=0.3) as gw:
             mute = await Client.open(gw, SIGNIN_FIRST)
             assert (await mute.error_then_close(4009))["message"] == "Authentication timeout"
+
+    arun(main())
+
+
+def test_first_message_native_auth_with_the_gateway_verifier(arun: Any) -> None:
+    async def main() -> None:
+        async with pusher_gateway() as gw:
+            c = await Client.open(gw, SIGNIN_FIRST)
+            await c.ws.send(auth_message("alice", info={"name": "A"}))
+            ok = decoded(await c.expect("pusher:signin_success"))
+            assert json.loads(ok["user_data"]) == {"id": "alice", "user_info": {"name": "A"}}
+            await c.subscribe("#server-to-user-alice", SIGNIN_FIRST)
+            engine_of(gw).publish(SIGNIN_FIRST, "#server-to-user-alice", "hi", "1")
+            await c.expect("hi", "#server-to-user-alice")
+            forged = await Client.open(gw, SIGNIN_FIRST)
+            await forged.ws.send(json.dumps({"type": "auth", "token": "forged"}))
+            await forged.error_then_close(4009)
+            # Apps without first_message="signin" do not take native messages.
+            other = await Client.open(gw)
+            await other.ws.send(auth_message("alice"))
+            assert decoded(await other.expect("pusher:error"))["code"] == 4300
+            for x in (c, other):
+                await x.aclose()
+            assert gw.stats.auth_failed == 1
+
+    arun(main())
+
+
+class AsyncVerifier:
+    async def verify(self, message: Any, conn: Any) -> Identity:
+        await asyncio.sleep(0.01)
+        if token_of(message) != "good":
+            raise AuthFailed(4401, "nope")
+        return Identity("async-user")
+
+
+def test_first_message_native_auth_async_verifier(arun: Any) -> None:
+    async def main() -> None:
+        async with pusher_gateway(verifier=AsyncVerifier()) as gw:
+            c = await Client.open(gw, SIGNIN_FIRST)
+            await c.ws.send(json.dumps({"type": "auth", "token": "good"}))
+            ok = decoded(await c.expect("pusher:signin_success"))
+            assert json.loads(ok["user_data"]) == {"id": "async-user"}
+            await c.subscribe("news", SIGNIN_FIRST)
+            await c.aclose()
+            bad = await Client.open(gw, SIGNIN_FIRST)
+            await bad.ws.send(json.dumps({"type": "auth", "token": "bad"}))
+            assert (await bad.error_then_close(4009))["message"] == "nope"
 
     arun(main())
 

@@ -209,14 +209,12 @@ class PusherEngine:
         subscribers.add(conn)
         self._remember(session, channel, kind)
 
-        if member is not None:
-            conn.send_text(messages.subscription_succeeded(channel, hub.roster.members(channel)))
-            if first_member:
-                frame = text_frame(messages.member_added(channel, member.user_id, member.user_info))
-                _write_all(subscribers, frame, conn.id)
-        else:
-            conn.send_text(messages.subscription_succeeded(channel))
-
+        # The others first, the joiner last: a write to the joiner can close it (slow
+        # consumer), and its close must then undo a join the others already heard of.
+        if first_member:
+            assert member is not None
+            frame = text_frame(messages.member_added(channel, member.user_id, member.user_info))
+            _write_all(subscribers, frame, conn.id)
         hooks = app.webhooks and self.webhooks is not None
         if hooks:
             if occupied_now:
@@ -225,6 +223,8 @@ class PusherEngine:
                 assert member is not None
                 self._emit(app, wh.member_added(channel, member.user_id))
 
+        members = hub.roster.members(channel) if member is not None else None
+        conn.send_text(messages.subscription_succeeded(channel, members))
         if kind.is_cache:
             entry = hub.cache.get(channel, self.now())
             if entry is not None:
@@ -284,11 +284,11 @@ class PusherEngine:
         if conns is None:
             conns = hub.users[user.id] = set()
         conns.add(conn)
-        conn.send_text(messages.signin_success(user.user_data))
         if first:
             watchers = hub.watchers.get(user.id)
             if watchers:
                 _write_all(watchers, text_frame(messages.watchlist_events([("online", [user.id])])))
+        online: list[str] = []
         if user.watchlist:
             watched = list(dict.fromkeys(user.watchlist))
             for other in watched:
@@ -298,8 +298,10 @@ class PusherEngine:
                 else:
                     have.add(conn)
             online = [other for other in watched if other in hub.users]
-            if online:
-                conn.send_text(messages.watchlist_events([("online", online)]))
+        # Reply last (see ``subscribe``): pusher-js then subscribes "#server-to-user-{id}".
+        conn.send_text(messages.signin_success(user.user_data))
+        if online:
+            conn.send_text(messages.watchlist_events([("online", online)]))
 
     def _signout(self, conn: Connection, session: Session) -> None:
         hub = session.hub

@@ -18,8 +18,9 @@ Authentication policy, per app (``App.auth_failure``, ``require_auth_within``,
 * ``require_auth_within=N``: a socket that has neither signed in nor joined a channel
   needing a signature within N s is closed with 4009.
 * ``first_message="signin"``: before a good signin only ping/pong/signin are accepted
-  (``authorize.check_first_message``); anything else closes with 4009. Such apps get a
-  deadline too: ``require_auth_within``, else the gateway's ``auth_timeout``.
+  (``authorize.check_first_message``); anything else closes with 4009. The native
+  ``{"type":"auth","token":...}`` message, checked by the gateway's verifier, counts as a
+  signin too. Such apps get a deadline: ``require_auth_within``, else ``auth_timeout``.
 
 Every authentication failure is logged once (logger ``uvgate.auth``, one structured line:
 ip, conn, app, channel, reason, code), counted in ``auth_failed`` and charged to the IP in
@@ -29,24 +30,30 @@ the gateway's failure limiter, so past ``auth_fail_limit`` the IP's next upgrade
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
+
+import orjson
 
 from gateway.connection import OPEN, Connection
 from gateway.pusher.engine import PusherEngine, text_frame
 from gateway.pusher.session import Session
-from gateway.verifiers.base import clip_reason
+from gateway.verifiers.base import AuthFailed, ConnectionInfo, Identity, clip_reason
 from protocol.handshake import Request
 from protocol.pusher import messages
 from protocol.pusher.apirequest import parse_query
 from protocol.pusher.apps import App
 from protocol.pusher.authorize import (
+    SignedInUser,
     authorize_signin,
     authorize_subscription,
     check_client_event,
     check_first_message,
 )
+from protocol.pusher.channels import is_valid_channel_name
 from protocol.pusher.connect import check_connect, check_quota
 from protocol.pusher.errors import (
     RECONNECT_NOW,
@@ -133,7 +140,8 @@ class PusherHandler:
             msg = parse_client_message(data)
         except PusherError as exc:
             if session.user is None and app.first_message == "signin":
-                self.auth_failed(conn, session, "Sign in before anything else")
+                if not self._native_auth(conn, session, data):
+                    self.auth_failed(conn, session, "Sign in before anything else")
                 return
             conn.send_text(messages.error_from(exc))
             if exc.fatal:
@@ -189,7 +197,7 @@ class PusherHandler:
                     close=app.auth_failure == "close",
                 )
             return
-        if grant.kind.requires_auth:
+        if grant.kind.requires_auth and conn.state is OPEN:
             conn.clear_deadline()  # require_auth_within is met
 
     def _signin(self, conn: Connection, session: Session, msg: Signin) -> None:
@@ -202,6 +210,77 @@ class PusherHandler:
                 conn.send_text(messages.error_from(exc))  # 4302 watchlist too big
             return
         conn.clear_deadline()
+        self.gw.stats.auth_ok += 1
+        self.engine.signin(conn, session, user)
+
+    def _native_auth(self, conn: Connection, session: Session, data: str | bytes) -> bool:
+        """``first_message="signin"`` also takes the native ``{"type":"auth", ...}`` first
+        message, checked by the gateway's verifier (the one ``/ws`` uses): one login for
+        both protocols. The verified user is signed in as if by ``pusher:signin`` (no
+        ``user_info`` beyond the verifier's, no watchlist). False if ``data`` is not such
+        a message, or the verifier is the anonymous one (that would let anyone in).
+
+        An async verifier (``http``) answers later; messages sent before the answer are
+        judged as unsigned (so a client waits for ``pusher:signin_success``).
+        """
+        verifier = self.gw.verifier
+        if not getattr(verifier, "requires_message", True):
+            return False
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(message, dict) or message.get("type") != "auth":
+            return False
+        ip, port = conn.peer
+        info = ConnectionInfo(conn.id, ip, port, path="/app/" + session.hub.app.key)
+        try:
+            result = verifier.verify(message, info)
+        except AuthFailed as exc:
+            self.auth_failed(conn, session, exc.reason)
+            return True
+        except Exception:
+            log.exception("verifier failed on a Pusher native auth message")
+            self.auth_failed(conn, session, "internal error")
+            return True
+        if inspect.isawaitable(result):
+            self.gw.track(asyncio.ensure_future(self._native_auth_async(conn, session, result)))
+        else:
+            self._native_signin(conn, session, result)
+        return True
+
+    async def _native_auth_async(
+        self, conn: Connection, session: Session, pending: Awaitable[Identity]
+    ) -> None:
+        try:
+            identity = await pending
+        except AuthFailed as exc:
+            if conn.state is OPEN:
+                self.auth_failed(conn, session, exc.reason)
+            return
+        except Exception:
+            log.exception("verifier failed on a Pusher native auth message")
+            if conn.state is OPEN:
+                self.auth_failed(conn, session, "internal error")
+            return
+        self._native_signin(conn, session, identity)
+
+    def _native_signin(self, conn: Connection, session: Session, identity: object) -> None:
+        if conn.state is not OPEN or session.user is not None:
+            return  # closed meanwhile, or signed in by pusher:signin meanwhile
+        if not isinstance(identity, Identity) or not is_valid_channel_name(identity.user):
+            # The id names "#server-to-user-{id}", so it must be a valid name part.
+            self.auth_failed(conn, session, "Verifier returned an unusable user id")
+            return
+        user_info = dict(identity.info) if identity.info is not None else None
+        user_data = (
+            {"id": identity.user}
+            if user_info is None
+            else {"id": identity.user, "user_info": user_info}
+        )
+        user = SignedInUser(identity.user, user_info, (), orjson.dumps(user_data).decode())
+        conn.clear_deadline()
+        self.gw.stats.auth_ok += 1
         self.engine.signin(conn, session, user)
 
     def _client_event(self, conn: Connection, session: Session, msg: ClientEvent) -> None:
