@@ -256,6 +256,23 @@ def test_query_refusals(arun):
     arun(main())
 
 
+def test_percent_encoded_path_signed_either_way(arun):
+    async def main():
+        async with pusher_gateway() as run:
+            # Signed over the encoded path as sent, or over the plain name: both accepted.
+            wire = "/apps/42/channels/presence%2Droom%3Bx"
+            for signed_path in (wire, "/apps/42/channels/presence-room;x"):
+                target = signed_target(APP, "GET", signed_path, params=[("info", "user_count")])
+                query = target.split("?", 1)[1]
+                r = await request(run.port, "GET", f"{wire}?{query}")
+                assert (r.status, r.json()) == (200, {"occupied": False, "user_count": 0})
+            target = signed_target(APP, "GET", "/apps/42/channels/other", secret="x")
+            r = await request(run.port, "GET", f"{wire}?{target.split('?', 1)[1]}")
+            assert r.status == 401
+
+    arun(main())
+
+
 def test_keep_alive_and_pipelining(arun):
     async def main():
         async with pusher_gateway() as run:

@@ -36,6 +36,7 @@ class Receiver:
         self.attempts: list[tuple[float, dict[str, Any]]] = []  # (arrival, body)
         self.events: list[dict[str, Any]] = []  # from 2xx answers only
         self.bad_signatures = 0
+        self.peers: set[object] = set()  # client addresses: one when the pool reuses
         self.statuses: deque[int] = deque()
         self.hang = False
         self.hanging = 0
@@ -51,6 +52,8 @@ class Receiver:
             return web.Response(status=401)
         payload = json.loads(body)
         self.attempts.append((time.monotonic(), payload))
+        if request.transport is not None:
+            self.peers.add(request.transport.get_extra_info("peername"))
         if self.hang:
             self.hanging += 1
             await self.release.wait()
@@ -149,6 +152,7 @@ def test_occupied_then_vacated_after_the_delay(arun):
             assert receiver.events[-1] == {"name": "channel_vacated", "channel": "room"}
             assert receiver.bad_signatures == 0
             assert dispatcher.stats()["delivered"] == 2
+            assert len(receiver.peers) == 1  # the pooled connection was kept alive
 
     arun(main())
 

@@ -231,16 +231,20 @@ class PusherApi:
     def _verify(
         self, request: Request, body: bytes, app: App, params: list[tuple[str, str]]
     ) -> None:
-        # Signed over the raw path as sent (libraries sign what they put on the wire).
-        verify_api_request(
-            request.method,
-            request.path,
-            params,
-            body,
-            app,
-            time.time(),
-            max_skew=self.gateway.config.api_timestamp_window,
-        )
+        # Signed over the path as sent: libraries sign what they put on the wire. A client
+        # that percent-encodes a channel name on the wire may have signed the plain name
+        # (both name the same resource), so the decoded path is tried second.
+        now = time.time()
+        window = self.gateway.config.api_timestamp_window
+        try:
+            verify_api_request(
+                request.method, request.path, params, body, app, now, max_skew=window
+            )
+        except ApiError as exc:
+            decoded = unquote(request.path) if "%" in request.path else None
+            if exc.message != "Invalid signature" or decoded is None or decoded == request.path:
+                raise
+            verify_api_request(request.method, decoded, params, body, app, now, max_skew=window)
 
     # -- operations ------------------------------------------------------------------------
 

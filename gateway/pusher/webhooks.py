@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("uvgate.pusher.webhooks")
 
+MAX_ANSWER = 65536  # bytes of a webhook endpoint's answer read before the connection is cut
 DROP_LOG_INTERVAL = 10.0  # seconds between two "webhook events dropped" warnings
 _EVENT_FIELDS = ("user_id", "event", "data", "socket_id", "subscription_count")
 
@@ -301,6 +302,11 @@ class WebhookDispatcher:
             ) as response:
                 ok = 200 <= response.status < 300
                 status: object = response.status
+                # Read a short answer to the end so the pooled connection is reused;
+                # a long one is cut (the connection is then closed, not reused).
+                seen = 0
+                while seen <= MAX_ANSWER and (chunk := await response.content.read(MAX_ANSWER)):
+                    seen += len(chunk)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             status = type(exc).__name__
         except Exception as exc:
