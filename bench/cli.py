@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="", help="results directory (default bench/results)")
     p.add_argument("--no-markdown", action="store_true", help="do not rewrite bench/RESULTS.md")
     p.add_argument(
+        "--pusher",
+        action="store_true",
+        help="also compare over Pusher v7 (uvgate /app/{key} vs raw_probe --app pusher)",
+    )
+    p.add_argument(
         "--quiet-wait",
         type=float,
         default=-1.0,

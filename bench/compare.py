@@ -32,6 +32,8 @@ GEN_CPU = 1
 
 # name -> (scenario, app)
 JOBS = [("connect", "echo"), ("echo", "echo"), ("fanout", "chat"), ("hold", "echo")]
+# --pusher: the same jobs over Pusher protocol v7 (no echo in Pusher); app "pusher".
+PUSHER_JOBS = [("connect", "pusher"), ("fanout", "pusher"), ("hold", "pusher")]
 
 
 def job_params(quick: bool) -> dict[str, dict[str, Any]]:
@@ -194,10 +196,13 @@ def run_server(
     pin: bool,
     log: Callable[[str], None],
     quiet_wait: float = 0.0,
+    protocol: str = "native",
 ) -> dict[str, Any]:
     spec = SERVERS[name]
     per: dict[str, Any] = {}
-    for scenario, app in JOBS:
+    command = spec.command if protocol == "native" else spec.pusher_command
+    assert command is not None
+    for scenario, app in JOBS if protocol == "native" else PUSHER_JOBS:
         results: list[dict[str, Any]] = []
         raw_last: dict[str, Any] = {}
         proc = None
@@ -210,10 +215,10 @@ def run_server(
                         pool.stop(proc)
                     port = free_port(HOST)
                     proc = pool.start(
-                        spec.command(HOST, port, SECRET, app),
+                        command(HOST, port, SECRET, app),
                         HOST,
                         port,
-                        f"{name}-{scenario}",
+                        f"{name}-{protocol}-{scenario}",
                         SERVER_CPU if pin else None,
                     )
                     time.sleep(0.3)
@@ -227,6 +232,7 @@ def run_server(
                     cpus=[GEN_CPU] if pin else [],
                     timeout=240.0,
                     label=name,
+                    protocol=protocol,
                 )
                 for k, v in params[scenario].items():
                     setattr(cfg, k, v)
@@ -266,17 +272,17 @@ def _fmt(v: float | None, fmt: str) -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def tables(data: dict[str, Any], ref: str | None) -> str:
+def tables(data: dict[str, Any], ref: str | None, key: str = "servers") -> str:
     lines: list[str] = []
-    servers = [s for s in data["servers"] if "scenarios" in data["servers"][s]]
-    for scenario, _app in JOBS:
+    servers = [s for s in data[key] if "scenarios" in data[key][s]]
+    for scenario, _app in JOBS if key == "servers" else PUSHER_JOBS:
         figs = FIGURES[scenario]
         lines.append(f"\n### {scenario}\n")
         lines.append("| server | " + " | ".join(f[0] for f in figs) + " |")
         lines.append("|---|" + "---|" * len(figs))
-        refmed = _get(data["servers"].get(ref or "", {}), "scenarios", scenario, "median") or {}
+        refmed = _get(data[key].get(ref or "", {}), "scenarios", scenario, "median") or {}
         for s in servers:
-            sc = data["servers"][s]["scenarios"].get(scenario, {})
+            sc = data[key][s]["scenarios"].get(scenario, {})
             med = sc.get("median")
             if med is None:
                 lines.append(f"| {s} | failed: {sc.get('error', '?')[:80]} |")
@@ -296,8 +302,8 @@ def tables(data: dict[str, Any], ref: str | None) -> str:
     return "\n".join(lines)
 
 
-def yardstick(data: dict[str, Any]) -> list[str]:
-    srv = data["servers"]
+def yardstick(data: dict[str, Any], key: str = "servers") -> list[str]:
+    srv = data[key]
     u = _get(srv, "uvgate", "scenarios")
     r = _get(srv, "raw", "scenarios")
     if not u or not r:
@@ -423,6 +429,16 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
     lines.append(tables(data, ref))
     lines.append("\n## Yardstick (uvgate vs the raw uvloop probe)\n")
     lines.extend(f"- {y}" for y in yardstick(data))
+    if data.get("pusher"):
+        lines.append(
+            "\n## Pusher protocol v7 (`--pusher`: uvgate's /app/{key} vs raw_probe --app pusher)\n"
+        )
+        lines.append(
+            "Connect = connection_established + private-channel subscribe (signed by the "
+            "generator) + subscription_succeeded; fanout triggers through the signed HTTP API."
+        )
+        lines.append(tables(data, "uvgate" if "uvgate" in data["pusher"] else "raw", "pusher"))
+        lines.extend(f"- {y}" for y in yardstick(data, "pusher"))
     lines.append("\n## Charts\n")
     for c in charts:
         rel = os.path.relpath(c, BENCH_DIR)
@@ -482,16 +498,18 @@ def compare_main(args: argparse.Namespace) -> int:
                 data["skipped"][name] = why
                 continue
             data["servers"][name] = {
-                "scenarios": run_server(
-                    name,
-                    pool,
-                    params,
-                    runs,
-                    pin,
-                    log,
-                    quiet_wait,
-                )
+                "scenarios": run_server(name, pool, params, runs, pin, log, quiet_wait)
             }
+        if args.pusher:
+            data["pusher"] = {}
+            for name in names:
+                if SERVERS[name].pusher_command is None or name in data["skipped"]:
+                    continue
+                data["pusher"][name] = {
+                    "scenarios": run_server(
+                        name, pool, params, runs, pin, log, quiet_wait, protocol="pusher"
+                    )
+                }
     ref = "uvgate" if "uvgate" in data["servers"] else ("raw" if "raw" in data["servers"] else None)
     tag = "compare-quick" if quick else "compare"
     charts = plot_compare(data, outdir, tag)

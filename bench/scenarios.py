@@ -103,15 +103,34 @@ class Base:
         conn = BenchConn(self.spec, self, index, join)
         fut: asyncio.Future[str | None] = self.loop.create_future()
         self._waiters[id(conn)] = fut
-        timer = self.loop.call_later(self.cfg.connect_timeout, conn.timeout)
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            # One timer per connection (cheaper than wait_for's extra task): it cancels a
+            # dial still in progress, or fails a connection stuck in handshake/auth.
+            nonlocal expired
+            if conn.transport is None:
+                expired = True
+                task.cancel()
+            else:
+                conn.timeout()
+
+        timer = self.loop.call_later(self.cfg.connect_timeout, expire)
         try:
             try:
-                await asyncio.wait_for(
-                    dial(self.loop, self.spec, conn, self.source()), self.cfg.connect_timeout
-                )
-            except (OSError, TimeoutError) as exc:
+                await dial(self.loop, self.spec, conn, self.source())
+            except OSError as exc:
                 self._waiters.pop(id(conn), None)
                 self.fails[classify(exc)] += 1
+                return None
+            except asyncio.CancelledError:
+                if not expired:
+                    raise
+                task.uncancel()
+                self._waiters.pop(id(conn), None)
+                self.fails["connect_timeout"] += 1
                 return None
             kind = await fut
         finally:

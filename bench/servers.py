@@ -28,6 +28,8 @@ class ServerSpec:
     command: Callable[[str, int, str, str], list[str]]
     check: Callable[[], str | None]  # None when runnable, else why not
     multiprocess: bool = False
+    # Serves Pusher v7 on /app/{key} (app-id/app-key/app-secret) with this command.
+    pusher_command: Callable[[str, int, str, str], list[str]] | None = None
 
 
 def _py_peer(script: str) -> Callable[[str, int, str, str], list[str]]:
@@ -72,6 +74,19 @@ def _uvgate_cmd(workers: int = 1) -> Callable[[str, int, str, str], list[str]]:
         return out
 
     return cmd
+
+
+def _uvgate_pusher_cmd(host: str, port: int, secret: str, app: str) -> list[str]:
+    # Pusher is served next to the native endpoint; the app is given explicitly.
+    return [
+        *_uvgate_cmd()(host, port, secret, "echo"),
+        "--app-id",
+        "app-id",
+        "--app-key",
+        "app-key",
+        "--app-secret",
+        "app-secret",
+    ]
 
 
 def _check_uvgate() -> str | None:
@@ -135,8 +150,21 @@ def _node_cmd(host: str, port: int, secret: str, app: str) -> list[str]:
 SERVERS: dict[str, ServerSpec] = {
     s.name: s
     for s in (
-        ServerSpec("uvgate", "uvgate", _uvgate_cmd(), _check_uvgate, multiprocess=True),
-        ServerSpec("raw", "raw uvloop probe", _py_peer("raw_probe.py"), _check_module("uvloop")),
+        ServerSpec(
+            "uvgate",
+            "uvgate",
+            _uvgate_cmd(),
+            _check_uvgate,
+            multiprocess=True,
+            pusher_command=_uvgate_pusher_cmd,
+        ),
+        ServerSpec(
+            "raw",
+            "raw uvloop probe",
+            _py_peer("raw_probe.py"),
+            _check_module("uvloop"),
+            pusher_command=_py_peer("raw_probe.py"),
+        ),
         ServerSpec("picows", "picows", _py_peer("picows_server.py"), _check_module("picows")),
         ServerSpec(
             "websockets",

@@ -259,3 +259,32 @@ def test_pusher_connect_and_fanout_against_probe(probe_factory):
         False,
     )
     assert bad["ok"] == 0 and bad["failures"] == {"auth_rejected_401": 3}
+
+
+def test_failures_are_classified():
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts TCP (backlog) but never answers the upgrade
+    try:
+        port = silent.getsockname()[1]
+        res = run(
+            RunConfig(
+                scenario="connect",
+                port=port,
+                connections=3,
+                concurrency=3,
+                connect_timeout=0.3,
+                timeout=10,
+            ),
+            False,
+        )
+        assert res["ok"] == 0 and res["failures"] == {"handshake_timeout": 3}
+    finally:
+        silent.close()
+    res = run(
+        RunConfig(scenario="connect", port=free_port(), connections=2, concurrency=1, timeout=10),
+        False,
+    )
+    assert res["failures"] == {"connect_refused": 2}
