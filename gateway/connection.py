@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from gateway.routes import WsHandler
     from gateway.server import Gateway
     from gateway.verifiers.base import Identity
+    from protocol.deflate import Deflater
 
 log = logging.getLogger("uvgate.connection")
 
@@ -89,6 +90,8 @@ class Connection(asyncio.Protocol):
         "codec",
         "data",
         "deadline_slot",
+        "deflater",
+        "expires",
         "groups",
         "gw",
         "handler",
@@ -129,9 +132,15 @@ class Connection(asyncio.Protocol):
         self.session: Any = None  # free for the route handler (e.g. Pusher state)
         self.last_seen = 0.0
         self.deadline_slot = 0
+        # Deadline while handshaking, authenticating or closing (0.0 = none):
+        # those connections sit in small sets the gateway sweeps, so the common
+        # short-lived connection never touches the timer wheel.
+        self.expires = 0.0
         self.write_paused = False
         self.pinged = False
         self.close_code: int | None = None
+        # permessage-deflate compressor for this connection's own sends (RFC 7692).
+        self.deflater: Deflater | None = None
 
     # ------------------------------------------------------------------ state
     def _move(self, new: State) -> None:
@@ -149,9 +158,15 @@ class Connection(asyncio.Protocol):
 
     def set_deadline(self, delay: float) -> None:
         """Call ``on_deadline`` in ``delay`` seconds (one deadline at a time)."""
-        self.gw.wheel.add(self, self.gw.now + delay)
+        state = self.state
+        if state is OPEN:
+            self.gw.wheel.add(self, self.gw.now + delay)
+        else:
+            # Pending or closing: swept from gw.pending / gw.closing.
+            self.expires = self.gw.now + delay
 
     def clear_deadline(self) -> None:
+        self.expires = 0.0
         if self.deadline_slot:
             self.gw.wheel.discard(self)
 
@@ -324,9 +339,10 @@ class Connection(asyncio.Protocol):
             return
         inflater = None
         if upgrade.deflate is not None:
-            from protocol.deflate import Inflater
+            from protocol.deflate import Deflater, Inflater
 
             inflater = Inflater(upgrade.deflate, gw.config.max_message_size)
+            self.deflater = Deflater(upgrade.deflate)
         self.parser = FrameParser(max_message_size=gw.config.max_message_size, deflate=inflater)
         self.transport.write(accept_response(upgrade))
         self.clear_deadline()
@@ -365,7 +381,7 @@ class Connection(asyncio.Protocol):
         except Exception:
             log.exception("HTTP handler failed for %s %s", request.method, request.path)
             result = HttpResponse.text(500, "internal error")
-        if inspect.isawaitable(result):
+        if type(result) is not HttpResponse and inspect.isawaitable(result):
             self.transport.pause_reading()
             task = asyncio.ensure_future(result)
             self.gw.track(task)
@@ -467,19 +483,42 @@ class Connection(asyncio.Protocol):
 
     def send(self, message: Any) -> bool:
         """Encode ``message`` with this connection's codec (JSON or MessagePack) and send it."""
+        if self.deflater is not None:
+            return self._send_compressed(self.codec.opcode, self.codec.encode(message))
         return self.write_frame(frame_message(self.codec, message))
 
     def send_text(self, text: str) -> bool:
+        if self.deflater is not None:
+            return self._send_compressed(OP_TEXT, text.encode())
         return self.write_frame(encode_frame(OP_TEXT, text.encode()))
 
     def send_bytes(self, data: bytes) -> bool:
+        if self.deflater is not None:
+            return self._send_compressed(OP_BINARY, data)
         return self.write_frame(encode_frame(OP_BINARY, data))
 
     def send_raw(self, data: str | bytes) -> bool:
         """Send a text message for ``str``, a binary one for ``bytes`` (what echo needs)."""
         if type(data) is str:
+            if self.deflater is not None:
+                return self._send_compressed(OP_TEXT, data.encode())
             return self.write_frame(encode_frame(OP_TEXT, data.encode()))
+        if self.deflater is not None:
+            return self._send_compressed(OP_BINARY, data)  # type: ignore[arg-type]
         return self.write_frame(encode_frame(OP_BINARY, data))  # type: ignore[arg-type]
+
+    def _send_compressed(self, opcode: int, payload: bytes) -> bool:
+        """One message compressed with this connection's deflater, RSV1 set (RFC 7692 6.1).
+
+        Only per-connection sends are compressed; broadcasts are framed once for every
+        subscriber and go out uncompressed, which RFC 7692 6 allows per message.
+        """
+        if self.state != OPEN:
+            # Compress nothing that is never sent: with context takeover the peer's
+            # LZ77 window would no longer match ours (RFC 7692 7.2.3).
+            return False
+        frame = encode_frame(opcode, self.deflater.compress(payload), rsv1=True)  # type: ignore[union-attr]
+        return self.write_frame(frame)
 
     def write_control(self, frame: bytes) -> None:
         """Write a frame in any WebSocket state before CLOSING (errors, auth replies)."""
@@ -498,6 +537,8 @@ class Connection(asyncio.Protocol):
         if state in _WEBSOCKET_STATES:
             self.transport.write(encode_close(code, reason))
             self._leave_open(code)
+            # Wait for the peer's close frame, but not for ever.
+            self.gw.closing.add(self)
             self.set_deadline(self.gw.config.close_timeout)
             if state is AUTHENTICATING:
                 # Reading was paused for the verifier; the peer's close must get through.
@@ -540,7 +581,6 @@ class Connection(asyncio.Protocol):
         if self.state == OPEN:
             gw.stats.ws_closed += 1
         self._move(CLOSING)
-        gw.closing.add(self)
         handler = self.handler
         if handler is not None:
             self._call(handler.on_close, self, code)

@@ -9,9 +9,9 @@ to its owner by reading the prefix, without a lookup.
 
 from __future__ import annotations
 
+import os
 import socket
 import zlib
-from secrets import randbits
 
 MAX_WORKERS = 100
 
@@ -21,8 +21,11 @@ def default_node_id() -> int:
     return zlib.crc32(socket.gethostname().encode()) % 10000
 
 
+_POOL_IDS = 512  # ids drawn per getrandom() call
+
+
 class IdFactory:
-    __slots__ = ("_prefix", "node_id", "worker")
+    __slots__ = ("_pool", "_pos", "_prefix", "node_id", "worker")
 
     def __init__(self, node_id: int, worker: int = 0) -> None:
         if not 0 <= node_id <= 9999:
@@ -32,10 +35,20 @@ class IdFactory:
         self.node_id = node_id
         self.worker = worker
         self._prefix = f"{node_id * MAX_WORKERS + worker}."
+        self._pool = b""
+        self._pos = 0
 
     def new(self) -> str:
-        # Collisions: 2**63 space, so the birthday bound is far beyond any registry size.
-        return self._prefix + str(randbits(63))
+        # The random part comes from the OS CSPRNG like ``secrets``, but drawn
+        # 4 KiB at a time: one getrandom() syscall per 512 ids instead of one per
+        # id, which was measurable on the per-connection path. 63 bits (the top
+        # bit cleared): the birthday bound is far beyond any registry size.
+        pos = self._pos
+        if pos == len(self._pool):
+            self._pool = os.urandom(8 * _POOL_IDS)
+            pos = 0
+        self._pos = pos + 8
+        return self._prefix + str(int.from_bytes(self._pool[pos : pos + 8], "big") >> 1)
 
 
 def owner_of(conn_id: str) -> tuple[int, int]:

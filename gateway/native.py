@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from gateway.connection import AUTHENTICATING, AWAITING_AUTH, OPEN, Connection
 from gateway.verifiers.base import AuthFailed, ConnectionInfo, Identity, Verifier
@@ -38,21 +40,27 @@ log = logging.getLogger("uvgate.auth")
 NATIVE_SUBPROTOCOLS = (DEFAULT_SUBPROTOCOL, *(p for p in SUBPROTOCOLS if p != DEFAULT_SUBPROTOCOL))
 
 
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
+
+
 def connection_info(conn: Connection) -> ConnectionInfo:
     request: Request | None = conn.request
-    query: dict[str, str] = {}
-    if request is not None and request.query:
-        from urllib.parse import parse_qsl
-
+    if request is None:
+        return ConnectionInfo(
+            conn.id, conn.peer[0], conn.peer[1], "", _NO_QUERY, _NO_QUERY, conn.subprotocol
+        )
+    query = _NO_QUERY
+    if request.query:
         query = dict(parse_qsl(request.query, keep_blank_values=True))
+    # A read-only view of the request's headers: no copy per authentication.
     return ConnectionInfo(
-        connection_id=conn.id,
-        remote_ip=conn.peer[0],
-        remote_port=conn.peer[1],
-        path=request.path if request is not None else "",
-        query=query,
-        headers=dict(request.headers) if request is not None else {},
-        subprotocol=conn.subprotocol,
+        conn.id,
+        conn.peer[0],
+        conn.peer[1],
+        request.path,
+        query,
+        MappingProxyType(request.headers),
+        conn.subprotocol,
     )
 
 
@@ -133,7 +141,7 @@ class NativeHandler:
             log.exception("verifier %s failed", self.verifier_name)
             self.refuse(conn, closecodes.INTERNAL_ERROR, "internal error")
             return
-        if inspect.isawaitable(result):
+        if type(result) is not Identity and inspect.isawaitable(result):
             conn.begin_async_auth()
             self.gw.track(asyncio.ensure_future(self._verify_async(conn, result)))
         else:

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("uvgate.server")
 
 TICK = 0.1  # seconds: resolution of the deadline wheel and of ``gateway.now``
+# Handshake, auth and close deadlines are found by sweeping the (small) pending
+# and closing sets this often: under a slowloris flood of 20k pending sockets
+# that is ~20k float compares every 0.25 s, well under 1% of a core.
+SWEEP = 0.25
 
 
 class CallbackApp:
@@ -96,6 +100,7 @@ class Gateway:
         self._stopped: asyncio.Event | None = None
         self._shutting_down = False
         self._last_heartbeat = 0.0
+        self._next_sweep = 0.0
         # Components (Pusher, webhooks...) hook into the lifecycle here: start hooks
         # run after the listener is up, shutdown hooks after connections are closed.
         self.start_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -305,6 +310,10 @@ class Gateway:
         self.now = now = loop.time()
         try:
             self.wheel.expire(now, self._deadline_error)
+            if now >= self._next_sweep:
+                self._next_sweep = now + SWEEP
+                self._sweep(self.pending, now)
+                self._sweep(self.closing, now)
             interval = self.config.ping_interval
             # Sweep a few times per interval: a silent peer is pinged between
             # ``interval`` and 1.25 x ``interval``, at a cost of one pass over
@@ -315,6 +324,18 @@ class Gateway:
         finally:
             if not self._shutting_down or self.registry or self.pending:
                 self._ticker = loop.call_later(TICK, self._tick)
+
+    def _sweep(self, conns: set[Connection], now: float) -> None:
+        """Fire the expired handshake/auth/close deadlines of ``conns``."""
+        if not conns:
+            return
+        expired = [c for c in conns if 0.0 < c.expires <= now]
+        for conn in expired:
+            conn.expires = 0.0
+            try:
+                conn.on_deadline()
+            except Exception as exc:
+                self._deadline_error(exc)
 
     def _deadline_error(self, exc: BaseException) -> None:
         log.error("deadline callback failed", exc_info=exc)

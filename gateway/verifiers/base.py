@@ -46,7 +46,9 @@ class Identity:
     groups: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per authentication, and a frozen slotted dataclass
+# pays an object.__setattr__ call per field in __init__ (measured on the hot path).
+@dataclass(slots=True)
 class ConnectionInfo:
     """What a verifier may know about the connection being authenticated."""
 
