@@ -312,8 +312,11 @@ def test_hanging_endpoint_does_not_slow_websocket_traffic(arun):
                 msg = await listener.next_event(2)
                 assert (msg["event"], msg["data"]) == ("api", str(i))
                 latencies.append(time.perf_counter() - start)
+            # Blocking on a webhook would cost seconds (the 5 s timeout); a busy CI host
+            # can still pause the loop for a moment, hence the loose tail bounds.
             assert statistics.median(latencies) < 0.02
-            assert max(latencies) < 0.25
+            assert statistics.quantiles(latencies, n=20)[-1] < 0.1  # p95
+            assert max(latencies) < 1.0
             stats = dispatcher.stats()
             # Bounded: at most max_per_host requests in flight to the one URL.
             assert 1 <= stats["in_flight"] <= dispatcher.max_per_host
