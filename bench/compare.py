@@ -262,6 +262,9 @@ def run_server(
             "generator_bound_runs": sum(
                 1 for r in results if any("GENERATOR" in w for w in r["warnings"])
             ),
+            "host_busy_runs": sum(
+                1 for r in results if any("HOST-BUSY" in w for w in r["warnings"])
+            ),
             "_raw": raw_last.get("_raw_latency_ms", {}),
             "_timeline": raw_last.get("timeline", []),
         }
