@@ -1,6 +1,6 @@
 """Peer: the same job as uvgate on aiohttp's WebSocketResponse over uvloop.
 
-    python bench/peers/aiohttp_server.py --host 127.0.0.1 --port 8765 --secret S --app echo
+python bench/peers/aiohttp_server.py --host 127.0.0.1 --port 8765 --secret S --app echo
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import orjson  # noqa: E402
-import uvloop  # noqa: E402
-from aiohttp import WSMsgType, web  # noqa: E402
-from peer_common import authenticate, parse_args, ready  # noqa: E402
+import orjson
+import uvloop
+from aiohttp import WSMsgType, web
+from peer_common import authenticate, parse_args, ready
 
 GROUPS: dict[str, set[web.WebSocketResponse]] = {}
 
@@ -51,7 +51,12 @@ def make_app(key: bytes, chat: bool) -> web.Application:
                         members = GROUPS.get(group)
                         if members:
                             out = orjson.dumps(
-                                {"type": "message", "group": group, "from": user, "data": m.get("data")}
+                                {
+                                    "type": "message",
+                                    "group": group,
+                                    "from": user,
+                                    "data": m.get("data"),
+                                }
                             ).decode()
                             for member in list(members):
                                 await member.send_str(out)

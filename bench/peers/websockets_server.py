@@ -1,6 +1,6 @@
 """Peer: the same job as uvgate on the websockets library (new asyncio API) over uvloop.
 
-    python bench/peers/websockets_server.py --host 127.0.0.1 --port 8765 --secret S --app echo
+python bench/peers/websockets_server.py --host 127.0.0.1 --port 8765 --secret S --app echo
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import orjson  # noqa: E402
-import uvloop  # noqa: E402
-from peer_common import authenticate, parse_args, ready  # noqa: E402
-from websockets.asyncio.server import ServerConnection, broadcast, serve  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
+import orjson
+import uvloop
+from peer_common import authenticate, parse_args, ready
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 
 GROUPS: dict[str, set[ServerConnection]] = {}
 
