@@ -373,6 +373,29 @@ def test_shutdown_flushes_delayed_events(arun):
     arun(main())
 
 
+def test_shutdown_flushes_more_deliveries_than_slots(arun):
+    async def main():
+        async with receiver_for(BASE) as receiver:
+            app = App(
+                id=BASE.id, key=BASE.key, secret=BASE.secret, webhooks=(Webhook(receiver.url),)
+            )
+            async with pusher_gateway(app) as run:
+                dispatcher = run.engine.webhooks
+                # One event per delivery, one slot: the five vacated events wait (30 s)
+                # until shutdown releases them, then queue behind one another.
+                dispatcher.configure(delay=30.0, batch_window=30.0, max_batch_events=1)
+                dispatcher.max_per_host = 1
+                sock = await Socket.open(run, BASE)
+                for i in range(5):
+                    await sock.subscribe(f"room{i}", app=BASE)
+                await receiver.until(lambda: len(receiver.events) == 5)
+            names = sorted(receiver.names())
+            assert names == ["channel_occupied"] * 5 + ["channel_vacated"] * 5
+            assert len(receiver.attempts) == 10
+
+    arun(main())
+
+
 def test_shutdown_gives_up_on_a_hanging_endpoint_within_about_a_second(arun):
     async def main():
         async with receiver_for(BASE) as receiver:

@@ -242,7 +242,7 @@ class PusherApi:
             )
         except ApiError as exc:
             decoded = unquote(request.path) if "%" in request.path else None
-            if exc.message != "Invalid signature" or decoded is None or decoded == request.path:
+            if exc.status != 401 or decoded is None or decoded == request.path:
                 raise
             verify_api_request(request.method, decoded, params, body, app, now, max_skew=window)
 

@@ -200,8 +200,8 @@ class WebhookDispatcher:
 
     def _arm(self, deadline: float) -> None:
         loop = self._loop
-        if loop is None or self._closed:
-            return
+        if loop is None or self._closing:
+            return  # closing: aclose drives what is left, a timer would only spin
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = deadline
@@ -377,7 +377,12 @@ class WebhookDispatcher:
             while (self._waiting or self._tasks) and loop.time() < deadline:
                 self._pump()
                 if self._tasks:
-                    await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - loop.time()))
+                    # Wake on each completion: a freed slot starts a waiting delivery.
+                    await asyncio.wait(
+                        list(self._tasks),
+                        timeout=max(0.0, deadline - loop.time()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
         self._closing = self._closed = True
         cut = list(self._tasks)
         for task in cut:
