@@ -301,6 +301,21 @@ def test_keep_alive_and_pipelining(arun):
     arun(main())
 
 
+def test_metrics_include_api_counters(arun):
+    async def main():
+        async with pusher_gateway() as run:
+            await call(run.port, APP, "POST", "/apps/42/events", EVENT)
+            await call(run.port, APP, "POST", "/apps/42/events", EVENT, secret="x")
+            text = (await request(run.port, "GET", "/metrics")).body.decode()
+            assert 'uvgate_pusher_api_requests_total{worker="0",status="200"} 1' in text
+            assert 'uvgate_pusher_api_requests_total{worker="0",status="401"} 1' in text
+            assert 'uvgate_pusher_api_errors_total{worker="0"} 1' in text
+            assert "uvgate_tcp_accepted_total" in text  # the core's counters stay
+            assert "webhook" not in text  # no app has webhooks
+
+    arun(main())
+
+
 def test_separate_api_port_serves_http_only(arun):
     async def main():
         async with pusher_gateway(api_port=0) as run:

@@ -29,6 +29,9 @@ A signed request may be replayed *within* the timestamp window: refusing repeats
 break clients that legitimately send the same event twice in one second (the official
 libraries sign with whole-second timestamps and no nonce).
 
+Counters: ``api_of(gateway).stats`` (requests per status, errors), and on ``/metrics``
+next to the core's, with the webhook dispatcher's when there is one.
+
 ``config.api_port``: a second listener serving the gateway's HTTP routes only (the API,
 ``/up``, ``/ready``, ``/metrics``); WebSocket upgrades there get 404. It reuses the core
 ``Connection`` through a view of the gateway whose ``ws_route`` finds nothing, so
@@ -397,9 +400,45 @@ def register_api(gateway: Gateway, engine: Engine) -> PusherApi:
 
     from gateway.pusher.webhooks import WebhookDispatcher, any_webhooks
 
+    dispatcher = None
     if any_webhooks(engine.store):
         dispatcher = WebhookDispatcher(gateway, engine.store)
         engine.webhooks = dispatcher
         gateway.start_hooks.append(dispatcher.start)
         gateway.shutdown_hooks.append(dispatcher.aclose)
+
+    # /metrics: the core's counters, then the API's and the webhooks' (same worker label).
+    core_metrics = gateway.http_route("/metrics")
+    if core_metrics is not None:
+        labels = f'worker="{gateway.worker}"'
+
+        def metrics(request: Request, body: bytes, conn: Connection) -> Any:
+            response = core_metrics(request, body, conn)
+            if not isinstance(response, HttpResponse) or response.status != 200:
+                return response
+            extra = prometheus(api, dispatcher, labels)
+            return HttpResponse(200, response.body + extra, response.content_type, response.headers)
+
+        gateway.route_http("/metrics", metrics)
     return api
+
+
+def prometheus(api: PusherApi, dispatcher: Any, labels: str) -> bytes:
+    """Prometheus text lines for the HTTP API and (if any) the webhook dispatcher."""
+    lines = [
+        "# HELP uvgate_pusher_api_requests_total Pusher HTTP API requests by status",
+        "# TYPE uvgate_pusher_api_requests_total counter",
+    ]
+    for status, count in sorted(api.stats.by_status.items()):
+        lines.append(f'uvgate_pusher_api_requests_total{{{labels},status="{status}"}} {count}')
+    lines += [
+        "# TYPE uvgate_pusher_api_errors_total counter",
+        f"uvgate_pusher_api_errors_total{{{labels}}} {api.stats.errors}",
+    ]
+    if dispatcher is not None:
+        gauges = ("pending", "waiting", "in_flight")
+        for name, value in dispatcher.stats().items():
+            kind = "gauge" if name in gauges else "counter"
+            metric = f"uvgate_pusher_webhook_{name}" + ("" if kind == "gauge" else "_total")
+            lines += [f"# TYPE {metric} {kind}", f"{metric}{{{labels}}} {value}"]
+    return ("\n".join(lines) + "\n").encode()
