@@ -17,6 +17,8 @@ import asyncio
 import enum
 import inspect
 import logging
+from collections.abc import Mapping
+from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from gateway.http import HttpResponse
@@ -97,10 +99,10 @@ class Connection(asyncio.Protocol):
         "handler",
         "held",
         "id",
-        "identity",
+        "info",
+        "ip",
         "last_seen",
         "parser",
-        "peer",
         "pinged",
         "request",
         "session",
@@ -116,7 +118,10 @@ class Connection(asyncio.Protocol):
         self.state = HANDSHAKE
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.id: str = ""
-        self.peer: tuple[str, int] = ("", 0)
+        # Only the IP is kept, interned: connections from one address (NAT, a
+        # proxy, loopback) share one string instead of each holding a tuple,
+        # a str and an int (~140 bytes). The port is read back when needed.
+        self.ip = ""
         self.buffer: bytearray | None = None
         self.request: Request | None = None
         self.parser: FrameParser | None = None
@@ -126,7 +131,9 @@ class Connection(asyncio.Protocol):
         self.codec: Codec = JSON
         self.subprotocol: str | None = None
         self.user: str | None = None
-        self.identity: Identity | None = None
+        # The verifier's Identity is not kept (one object less per connection):
+        # its user and info live here, ``identity`` rebuilds it on demand.
+        self.info: Mapping[str, Any] | None = None
         self.groups: set[str] | None = None
         self.data: dict[str, Any] | None = None  # free for applications (Workerman style)
         self.session: Any = None  # free for the route handler (e.g. Pusher state)
@@ -150,7 +157,26 @@ class Connection(asyncio.Protocol):
 
     @property
     def remote_ip(self) -> str:
-        return self.peer[0]
+        return self.ip
+
+    @property
+    def peer(self) -> tuple[str, int]:
+        """(ip, port) of the peer; the port is ``0`` once the socket is gone."""
+        port = 0
+        if self.state is not CLOSED:
+            info = self.transport.get_extra_info("peername")
+            if isinstance(info, tuple) and len(info) >= 2:
+                port = info[1]
+        return (self.ip, port)
+
+    @property
+    def identity(self) -> Identity | None:
+        """Who authenticated this connection (None before authentication)."""
+        if self.user is None:
+            return None
+        from gateway.verifiers.base import Identity
+
+        return Identity(self.user, self.info, tuple(sorted(self.groups or ())))
 
     @property
     def is_open(self) -> bool:
@@ -175,8 +201,8 @@ class Connection(asyncio.Protocol):
         # uvloop's TCPTransport does not subclass asyncio.Transport; it has its API.
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self.peer = (peer[0], peer[1])
+        if isinstance(peer, tuple) and peer:
+            self.ip = intern(peer[0])
         gw = self.gw
         gw.pending.add(self)
         gw.stats.tcp_accepted += 1
@@ -306,8 +332,7 @@ class Connection(asyncio.Protocol):
         if self.state != HANDSHAKE:
             self._reply(http_response(400, b"upgrade after HTTP requests\n"), close=True)
             return
-        ip = self.peer[0]
-        retry = gw.limiter.retry_after(ip)
+        retry = gw.limiter.retry_after(self.ip)
         if retry:
             gw.stats.rate_limited += 1
             self._reject(
@@ -356,7 +381,7 @@ class Connection(asyncio.Protocol):
         self.gw.stats.handshake_rejected += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                "handshake refused ip=%s status=%s reason=%s", self.peer[0], exc.status, exc.reason
+                "handshake refused ip=%s status=%s reason=%s", self.ip, exc.status, exc.reason
             )
         self._reply(reject_response(exc), close=True)
 
@@ -605,8 +630,8 @@ class Connection(asyncio.Protocol):
             return
         self._move(OPEN)
         self.clear_deadline()
-        self.identity = identity
         self.user = identity.user
+        self.info = identity.info
         self.request = None  # no longer needed: free it
         gw = self.gw
         gw.pending.discard(self)
@@ -656,4 +681,4 @@ class Connection(asyncio.Protocol):
                 self.close(closecodes.INTERNAL_ERROR, "internal error")
 
     def __repr__(self) -> str:
-        return f"<Connection {self.id or '-'} {self.state.name} {self.peer[0]}:{self.peer[1]} user={self.user}>"
+        return f"<Connection {self.id or '-'} {self.state.name} {self.ip} user={self.user}>"

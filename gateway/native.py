@@ -46,16 +46,14 @@ _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 def connection_info(conn: Connection) -> ConnectionInfo:
     request: Request | None = conn.request
     if request is None:
-        return ConnectionInfo(
-            conn.id, conn.peer[0], conn.peer[1], "", _NO_QUERY, _NO_QUERY, conn.subprotocol
-        )
+        return ConnectionInfo(conn.id, conn.ip, 0, "", _NO_QUERY, _NO_QUERY, conn.subprotocol)
     query = _NO_QUERY
     if request.query:
         query = dict(parse_qsl(request.query, keep_blank_values=True))
     # A read-only view of the request's headers: no copy per authentication.
     return ConnectionInfo(
         conn.id,
-        conn.peer[0],
+        conn.ip,
         conn.peer[1],
         request.path,
         query,
@@ -106,7 +104,7 @@ class NativeHandler:
             self._on_message(conn, data)
             return
         # The first message: it must authenticate.
-        if self.gw.limiter.retry_after(conn.peer[0]):
+        if self.gw.limiter.retry_after(conn.ip):
             self.refuse(conn, closecodes.AUTH_RATE_LIMITED, "too many failed attempts")
             return
         try:
@@ -127,7 +125,7 @@ class NativeHandler:
             self.refuse(conn, closecodes.AUTH_TIMEOUT, "authentication timeout")
 
     def on_close(self, conn: Connection, code: int) -> None:
-        if conn.identity is not None:
+        if conn.user is not None:
             self._on_close(conn, code)
 
     # ------------------------------------------------------------ verifying
@@ -180,7 +178,7 @@ class NativeHandler:
         if conn.state is not AWAITING_AUTH and conn.state is not AUTHENTICATING:
             return
         gw = self.gw
-        ip = conn.peer[0]
+        ip = conn.ip
         failures = gw.limiter.record_failure(ip)
         if code != closecodes.AUTH_RATE_LIMITED and gw.limiter.retry_after(ip):
             # This failure crossed the limit: say so, so the client backs off.

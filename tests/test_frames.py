@@ -634,3 +634,21 @@ def test_garbage_only_raises_frame_error(data: bytes, require_mask: bool) -> Non
             parser.feed(data[i : i + 7])
     except FrameError as exc:
         assert exc.close_code in (1002, 1007, 1009)
+
+
+def test_idle_parsers_share_no_mutable_state() -> None:
+    """Idle parsers use shared empty placeholders; fragments never leak into them."""
+    from protocol import frames
+
+    a, b = FrameParser(), FrameParser()
+    first = encode_client_frame(OP_TEXT, b"he", fin=False)
+    rest = encode_client_frame(OP_CONT, b"llo")
+    assert a.feed(first) == []
+    assert b.feed(encode_client_frame(OP_TEXT, b"other")) == [TextMessage("other")]
+    assert a.feed(rest) == [TextMessage("hello")]
+    assert frames._NO_PARTS == []
+    # A frame split across reads gets its own buffer, freed once consumed.
+    frame = encode_client_frame(OP_BINARY, b"x" * 300)
+    assert a.feed(frame[:10]) == []
+    assert a.feed(frame[10:]) == [BinaryMessage(b"x" * 300)]
+    assert a._buf == b"" and frames._EMPTY == b""

@@ -250,9 +250,13 @@ def test_none_verifier_needs_no_auth_message(arun):
 def test_token_groups_are_joined(arun):
     async def main():
         async with running_gateway() as gw, connect(url(gw)) as ws:
-            await ws.send(json.dumps({"type": "auth", "token": token("dan", groups=["room1"])}))
+            await ws.send(
+                json.dumps({"type": "auth", "token": token("dan", groups=["room1"], info={"n": 1})})
+            )
             await ws.recv()
             assert gw.registry.count(group="room1") == 1
+            (conn,) = gw.registry.of_user("dan")
+            assert conn.identity == Identity("dan", {"n": 1}, ("room1",))
             assert SECRET  # the helper's secret signed it
 
     arun(main())
