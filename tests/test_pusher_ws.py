@@ -217,6 +217,7 @@ def test_connection_established(arun: Any) -> None:
     ("key", "query", "code"),
     [
         ("nope", QUERY, 4001),
+        ("key-1/extra", QUERY, 4005),
         (OFF.key, QUERY, 4003),
         (APP.key, "client=js", 4008),
         (APP.key, "protocol=", 4008),
@@ -290,6 +291,9 @@ def test_public_subscribe_publish_unsubscribe(arun: Any) -> None:
             await a.silent()
             assert engine.channel_state(APP, "news") == engine.channels(APP)["news"]
             assert engine.channel_state(APP, "news").subscription_count == 2
+            await a.subscribe("news")  # again: confirmed, counted once
+            assert engine.channel_state(APP, "news").subscription_count == 2
+            await a.send("pusher:unsubscribe", {"channel": "never-joined"})  # no-op
             await a.send("pusher:unsubscribe", {"channel": "news"})
             await a.silent(0.1)  # no reply to an unsubscribe
             assert engine.publish(APP, "news", "posted", "y") == 1

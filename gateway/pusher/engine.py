@@ -18,6 +18,7 @@ not to reconnect (pusher-protocol.md "Close / error codes"), which is the point 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,8 +39,9 @@ if TYPE_CHECKING:
     from gateway.server import Gateway
 
 TERMINATED = "You got disconnected by the app."
+NO_PONG = "Pong reply not received"
 PONG_TIMEOUT = 30.0  # pusher-protocol.md: pusher-js waits 30 s for a pong; so do we
-SWEEP_INTERVAL = 1.0  # seconds between activity / cache sweeps
+SWEEP_INTERVAL = 5.0  # seconds between activity / cache sweeps (one pass over the sockets)
 
 
 class WebhookSink(Protocol):
@@ -182,7 +184,8 @@ class PusherEngine:
         """
         hub = session.hub
         app = hub.app
-        channel, kind = grant.channel, grant.kind
+        # Interned: every subscriber's session then shares one key string (idle memory).
+        channel, kind = sys.intern(grant.channel), grant.kind
         channels = session.channels
         if channels is not None and channel in channels:
             # Already subscribed (a client retrying): confirm again, change nothing.
@@ -400,21 +403,31 @@ class PusherEngine:
             if cap is not None and close_after > cap:
                 close_after = cap
                 ping_after = min(ping_after, cap / 2)
-            for conn in list(hub.conns):
+            # Read-only pass over the live set; act afterwards (a write can close a
+            # slow consumer, which leaves ``hub.conns`` mid-iteration).
+            stale: list[Connection] = []
+            due: list[Connection] = []
+            for conn in hub.conns:
                 silent = now - conn.last_seen
                 session = conn.session
                 if silent < ping_after:
-                    session.pinged = False
+                    if session.pinged:
+                        session.pinged = False
                 elif silent >= close_after:
-                    conn.write_frame(
-                        text_frame(messages.error("Pong reply not received", PONG_NOT_RECEIVED))
-                    )
-                    conn.close(PONG_NOT_RECEIVED, "Pong reply not received")
+                    stale.append(conn)
                 elif not session.pinged:
-                    session.pinged = True
-                    if ping is None:
-                        ping = text_frame(messages.PING)
+                    due.append(conn)
+            if due:
+                if ping is None:
+                    ping = text_frame(messages.PING)
+                for conn in due:
+                    conn.session.pinged = True
                     conn.write_frame(ping)
+            if stale:
+                error = text_frame(messages.error(NO_PONG, PONG_NOT_RECEIVED))
+                for conn in stale:
+                    conn.write_frame(error)
+                    conn.close(PONG_NOT_RECEIVED, NO_PONG)
 
 
 def _write_all(conns: Iterable[Connection], frame: bytes, exclude: str | None = None) -> int:
