@@ -383,6 +383,36 @@ def test_auth_failure_error_mode_keeps_socket(arun: Any) -> None:
     arun(main())
 
 
+def test_error_mode_closes_once_the_ip_passes_the_limit(arun: Any) -> None:
+    async def main() -> None:
+        async with pusher_gateway(auth_fail_limit=3) as gw, clients(gw, 1, LENIENT) as (c,):
+            for _ in range(2):
+                await c.send("pusher:subscribe", {"channel": "private-x", "auth": "key-3:00"})
+                await c.expect("pusher:subscription_error")
+            await c.send("pusher:subscribe", {"channel": "private-x", "auth": "key-3:00"})
+            await c.expect("pusher:subscription_error")
+            await c.error_then_close(4009)  # the third failure crossed auth_fail_limit
+
+    arun(main())
+
+
+def test_channels_per_connection_are_bounded(arun: Any) -> None:
+    def small(gw: Gateway) -> None:
+        engine_of(gw).max_channels_per_connection = 3
+
+    async def main() -> None:
+        async with pusher_gateway(before_start=small) as gw, clients(gw, 1) as (c,):
+            for i in range(3):
+                await c.subscribe(f"c{i}")
+            await c.send("pusher:subscribe", {"channel": "c3"})
+            err = decoded(await c.expect("pusher:subscription_error", "c3"))
+            assert err["type"] == "LimitReached"
+            await c.send("pusher:unsubscribe", {"channel": "c0"})
+            await c.subscribe("c3")
+
+    arun(main())
+
+
 def test_auth_failures_rate_limit_the_ip_429(arun: Any) -> None:
     async def main() -> None:
         async with pusher_gateway(auth_fail_limit=2) as gw:

@@ -32,7 +32,12 @@ from protocol.pusher.apps import App, AppStore
 from protocol.pusher.authorize import SignedInUser, SubscriptionGrant
 from protocol.pusher.cache import CachedEvent
 from protocol.pusher.channels import ChannelKind, classify, server_to_user_id
-from protocol.pusher.errors import PONG_NOT_RECEIVED, UNAUTHORIZED
+from protocol.pusher.errors import (
+    INVALID_MESSAGE,
+    PONG_NOT_RECEIVED,
+    UNAUTHORIZED,
+    SubscriptionError,
+)
 
 if TYPE_CHECKING:
     from gateway.connection import Connection
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 TERMINATED = "You got disconnected by the app."
 NO_PONG = "Pong reply not received"
 PONG_TIMEOUT = 30.0  # pusher-protocol.md: pusher-js waits 30 s for a pong; so do we
+MAX_CHANNELS_PER_CONNECTION = 1000  # uvgate's bound; Pusher documents none
 SWEEP_INTERVAL = 5.0  # seconds between activity / cache sweeps (one pass over the sockets)
 
 
@@ -78,6 +84,7 @@ class PusherEngine:
         self.webhooks: WebhookSink | None = None
         self.pong_timeout = PONG_TIMEOUT
         self.sweep_interval = SWEEP_INTERVAL
+        self.max_channels_per_connection = MAX_CHANNELS_PER_CONNECTION
         self._hubs: dict[str, AppHub] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         gateway.start_hooks.append(self._start)
@@ -180,7 +187,8 @@ class PusherEngine:
     def subscribe(self, conn: Connection, session: Session, grant: SubscriptionGrant) -> None:
         """Subscribe after ``authorize_subscription`` said yes.
 
-        Raises ``SubscriptionError`` (4304) when a presence channel is full.
+        Raises ``SubscriptionError`` when a presence channel is full (4304) or the socket
+        holds ``max_channels_per_connection`` channels already (4300, ``LimitReached``).
         """
         hub = session.hub
         app = hub.app
@@ -192,6 +200,15 @@ class PusherEngine:
             members = hub.roster.members(channel) if kind.is_presence else None
             conn.send_text(messages.subscription_succeeded(channel, members))
             return
+        if channels is not None and len(channels) >= self.max_channels_per_connection:
+            # Each subscription costs memory: one socket must not hold unbounded sets.
+            raise SubscriptionError(
+                channel,
+                INVALID_MESSAGE,
+                "Too many channels on this connection",
+                type="LimitReached",
+                status=403,
+            )
         if kind is ChannelKind.SERVER_TO_USER:
             # Delivered through the user index (``publish``), not a channel set.
             self._remember(session, channel, kind)

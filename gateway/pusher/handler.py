@@ -13,7 +13,8 @@ Authentication policy, per app (``App.auth_failure``, ``require_auth_within``,
 
 * a bad channel signature answers ``pusher:subscription_error`` (laravel-echo's
   ``.error()``); with ``auth_failure="close"`` (the default) it is followed by
-  ``pusher:error`` 4009 and a close with 4009. ``"error"`` keeps the socket, as Pusher does.
+  ``pusher:error`` 4009 and a close with 4009. ``"error"`` keeps the socket, as Pusher does,
+  until the IP passes ``auth_fail_limit`` failures in the window (then it closes too).
 * a bad ``pusher:signin`` always closes with 4009 (as Pusher does).
 * ``require_auth_within=N``: a socket that has neither signed in nor joined a channel
   needing a signature within N s is closed with 4009.
@@ -314,6 +315,10 @@ class PusherHandler:
         ip = conn.peer[0]
         failures = gw.limiter.record_failure(ip)
         gw.stats.auth_failed += 1
+        if not close and gw.limiter.retry_after(ip):
+            # "error" mode keeps honest mistakes open, not a guessing loop: past the IP's
+            # auth_fail_limit this socket is closed like its next upgrades are refused.
+            close = True
         log.warning(
             "pusher auth refused",
             extra={
