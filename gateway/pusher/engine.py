@@ -454,7 +454,12 @@ def _write_all(conns: Iterable[Connection], frame: bytes, exclude: str | None = 
     from the very set being iterated.
     """
     sent = 0
-    for conn in tuple(conns):
-        if conn.id != exclude and conn.write_frame(frame):
-            sent += 1
+    if exclude is None:
+        for conn in tuple(conns):
+            if conn.write_frame(frame):
+                sent += 1
+    else:
+        for conn in tuple(conns):
+            if conn.id != exclude and conn.write_frame(frame):
+                sent += 1
     return sent
