@@ -57,6 +57,7 @@ from protocol.pusher.authorize import (
 from protocol.pusher.channels import is_valid_channel_name
 from protocol.pusher.connect import check_connect, check_quota
 from protocol.pusher.errors import (
+    PATH_NOT_FOUND,
     RECONNECT_NOW,
     UNAUTHORIZED,
     PusherError,
@@ -109,7 +110,11 @@ class PusherHandler:
         pending = conn.session
         if not isinstance(pending, App):
             conn.session = None
-            exc = pending if isinstance(pending, PusherError) else PusherError(4005, "Refused")
+            exc = (
+                pending
+                if isinstance(pending, PusherError)
+                else PusherError(PATH_NOT_FOUND, "Path not found")
+            )
             connect_log.info(
                 "pusher connection refused",
                 extra={
