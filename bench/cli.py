@@ -161,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hold100k", help="100,000 connections held against uvgate (several workers)")
     p.add_argument("--connections", type=int, default=100_000)
     p.add_argument("--workers", type=int, default=8, help="uvgate --workers")
-    p.add_argument("--procs", type=int, default=8, help="generator processes")
-    p.add_argument("--rate", type=float, default=5000.0)
+    p.add_argument("--procs", type=int, default=6, help="generator processes (>= 6 for 100k)")
+    p.add_argument("--rate", type=float, default=2000.0, help="new connections/s")
+    p.add_argument("--concurrency", type=int, default=100, help="dials in flight per process")
     p.add_argument("--hold", type=float, default=10.0, dest="hold_s")
     p.add_argument("--out", default="")
     return ap

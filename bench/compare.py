@@ -448,8 +448,28 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
         lines.append(f"![{os.path.basename(c)}]({rel})")
     h = os.path.join(BENCH_DIR, "results", "hold100k.json")
     if os.path.exists(h):
-        lines.append("\n## 100,000 connections held (`python -m bench hold100k`)\n")
-        lines.append("See results/hold100k.json and results/hold100k.md.")
+        import json
+
+        with open(h) as f:
+            hk = json.load(f)
+        rss = hk.get("server_rss") or {}
+        per = rss.get("per_connection")
+        srv = hk.get("server") or {}
+        lines.append("\n## Connections held against uvgate (`python -m bench hold100k`)\n")
+        lines.append(
+            f"{hk['started_at']}: {hk['label']}, {hk['generator']['procs']} generator processes "
+            f"on both cores, {len(hk['config']['sources'])} source addresses: held "
+            f"**{hk['held']:,} / {hk['target_connections']:,}**, ramp {hk['ramp_s']:.0f} s, "
+            f"server RSS {rss.get('baseline', 0) / 1048576:.0f} -> "
+            f"{rss.get('after_hold', 0) / 1048576:.0f} MiB "
+            + (f"(**{per / 1024:.2f} KiB per connection**)" if per else "")
+            + (
+                f", {srv['cpu_us_per_connection']:.0f} us server CPU per connection during the ramp"
+                if srv.get("cpu_us_per_connection")
+                else ""
+            )
+            + ". Details: results/hold100k.md, results/hold100k.json."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -558,7 +578,7 @@ def hold100k_main(args: argparse.Namespace) -> int:
             rate=args.rate,
             hold_s=args.hold_s,
             procs=args.procs,
-            concurrency=500,
+            concurrency=args.concurrency,
             server_pids=[proc.pid],
             server_children=True,
             timeout=900.0,

@@ -229,7 +229,7 @@ class Hold(Base):
         await ctl.wait("go")
         t0 = time.perf_counter()
         sem = asyncio.Semaphore(max(1, self.cfg.concurrency))
-        tasks: list[asyncio.Task[None]] = []
+        pending: set[asyncio.Task[None]] = set()
 
         async def one(i: int) -> None:
             async with sem:
@@ -242,10 +242,11 @@ class Hold(Base):
                 delay = t0 + i / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            tasks.append(self.loop.create_task(one(i)))
-            if len(tasks) >= 4096:
-                tasks = [t for t in tasks if not t.done()]
-        await asyncio.gather(*tasks)
+            task = self.loop.create_task(one(i))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        while pending:
+            await asyncio.gather(*list(pending))
         ramp_s = time.perf_counter() - t0
         ctl.send("ramped", {"ramp_s": ramp_s, "alive": self.alive})
         await ctl.wait("stop")
