@@ -22,7 +22,9 @@ OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
 
-_MASK_CACHE_LEN = 4096
+# Masks for payloads up to this size come from a per-connection cache; small, because a
+# hold keeps 100k connections in a few generator processes.
+_MASK_CACHE_LEN = 128
 
 
 def upgrade_request(host: str, port: int, path: str, key: bytes | None = None) -> bytes:
