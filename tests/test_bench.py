@@ -110,6 +110,8 @@ def test_echo_against_probe(probe_factory):
     assert res["latency_ms"]["rtt_ms"]["p50"] > 0
     assert res["server"]["cpu_us_per_message"] is not None
     assert res["timeline"]
+    res = run(_cfg("echo", port, pid, concurrency=2, duration=0.3, size=300, binary=True), False)
+    assert res["failures"] == {} and res["messages"] > 10
 
 
 def test_fanout_against_probe(probe_factory):
@@ -213,6 +215,10 @@ def test_client_framing():
     assert frame[:2] == b"\x81\x85" and frame[2:6] == b"\x01\x02\x03\x04"
     unmasked = bytes(b ^ frame[2 + (i % 4) + 0] for i, b in enumerate(frame[6:]))
     assert unmasked == b"hello"
+    payload = bytes(range(256)) * 2  # beyond the per-connection mask cache
+    f2 = m.frame(2, payload)
+    assert f2[1] == 0xFE and int.from_bytes(f2[2:4], "big") == 512
+    assert bytes(b ^ f2[4 + (i % 4)] for i, b in enumerate(f2[8:])) == payload
     big = m.frame(2, b"x" * 70_000)
     assert big[1] == 0xFF and int.from_bytes(big[2:10], "big") == 70_000
     req = upgrade_request("127.0.0.1", 80, "/ws", b"0" * 16)
