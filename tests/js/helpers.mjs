@@ -124,7 +124,8 @@ function hmac(secret, text) {
  *  - a name containing "forbidden" -> 403 (the app's Broadcast::channel callback said no);
  *  - a name containing "forged"    -> 200 with a signature made with the wrong secret
  *    (a misconfigured backend: only the gateway can catch it);
- *  - presence channels: user_info {name: "User <id>"}.
+ *  - presence channels and signin: user_info {name: "User <id>"};
+ *  - signin: `X-Watchlist: id1,id2` adds a watchlist to user_data.
  * Returns {url, requests, close()}; `requests` logs every call.
  */
 export async function startAuthServer(app = CLOSE_APP) {
@@ -144,7 +145,10 @@ export async function startAuthServer(app = CLOSE_APP) {
     try {
       if (!user) return reply(403, { message: 'Unauthenticated.' });
       if (req.url === '/broadcasting/user-auth') {
-        return reply(200, lib.authenticateUser(socketId, { id: user, user_info: { name: `User ${user}` } }));
+        const userData = { id: user, user_info: { name: `User ${user}` } };
+        const watchlist = req.headers['x-watchlist'];
+        if (watchlist) userData.watchlist = watchlist.split(',');
+        return reply(200, lib.authenticateUser(socketId, userData));
       }
       if (req.url !== '/broadcasting/auth') return reply(404, { message: 'Not Found' });
       if (channel.includes('forbidden')) return reply(403, { message: 'This action is unauthorized.' });
@@ -190,8 +194,9 @@ after(() => {
  * `user` becomes the bearer token the auth endpoint reads. Records every connection error
  * code and state change on `client.log`.
  */
-export function pusherClient({ app = CLOSE_APP, auth, user, key, ...extra } = {}) {
+export function pusherClient({ app = CLOSE_APP, auth, user, key, watchlist, ...extra } = {}) {
   const headers = user ? { Authorization: `Bearer ${user}` } : {};
+  const userHeaders = watchlist ? { ...headers, 'X-Watchlist': watchlist.join(',') } : headers;
   const client = new Pusher(key ?? app.key, {
     cluster: 'mt1',
     wsHost: HOST,
@@ -201,7 +206,9 @@ export function pusherClient({ app = CLOSE_APP, auth, user, key, ...extra } = {}
     enabledTransports: ['ws'],
     disableStats: true,
     channelAuthorization: auth ? { endpoint: `${auth.url}/broadcasting/auth`, transport: 'ajax', headers } : undefined,
-    userAuthentication: auth ? { endpoint: `${auth.url}/broadcasting/user-auth`, transport: 'ajax', headers } : undefined,
+    userAuthentication: auth
+      ? { endpoint: `${auth.url}/broadcasting/user-auth`, transport: 'ajax', headers: userHeaders }
+      : undefined,
     ...extra,
   });
   track(client);
