@@ -34,10 +34,12 @@ from protocol.frames import (
     Ping,
     Pong,
     TextMessage,
+    encode_binary,
     encode_close,
     encode_frame,
     encode_ping,
     encode_pong,
+    encode_text,
 )
 from protocol.handshake import (
     Request,
@@ -90,6 +92,7 @@ class Connection(asyncio.Protocol):
         "buffer",
         "close_code",
         "codec",
+        "cork",
         "data",
         "deadline_slot",
         "deflater",
@@ -102,6 +105,7 @@ class Connection(asyncio.Protocol):
         "info",
         "ip",
         "last_seen",
+        "message_cb",
         "parser",
         "pinged",
         "request",
@@ -126,6 +130,12 @@ class Connection(asyncio.Protocol):
         self.request: Request | None = None
         self.parser: FrameParser | None = None
         self.handler: WsHandler | None = None
+        # Where complete messages go: the route handler, or straight to the app
+        # once a handler hands the connection over (one call less per message).
+        self.message_cb: Any = None
+        # While not None, frames queue here and leave in one write at the end of
+        # data_received: N pipelined requests cost one send() instead of N.
+        self.cork: list[bytes] | None = None
         # Messages that arrived behind the auth message while an async verifier runs.
         self.held: list[Any] | None = None
         self.codec: Codec = JSON
@@ -222,8 +232,26 @@ class Connection(asyncio.Protocol):
             except FrameError as exc:
                 self._fail(exc.close_code, exc.reason)
                 return
-            if events:
+            if not events:
+                return
+            if len(events) == 1:
+                event = events[0]
+                kind = type(event)
+                if (kind is TextMessage or kind is BinaryMessage) and state is OPEN:
+                    # The hot path: one message in one read, straight to its consumer.
+                    try:
+                        self.message_cb(self, event.data)  # type: ignore[union-attr]
+                    except Exception:
+                        log.exception("handler failed on a message (conn %s)", self.id)
+                        self.close(closecodes.INTERNAL_ERROR, "internal error")
+                    return
                 self._dispatch(events)
+                return
+            self.cork = []
+            try:
+                self._dispatch(events)
+            finally:
+                self._flush()
         elif state in (HANDSHAKE, HTTP):
             self._receive_http(data)
         # AUTHENTICATING: reading is paused; CLOSED: nothing more to do.
@@ -369,6 +397,7 @@ class Connection(asyncio.Protocol):
             inflater = Inflater(upgrade.deflate, gw.config.max_message_size)
             self.deflater = Deflater(upgrade.deflate)
         self.parser = FrameParser(max_message_size=gw.config.max_message_size, deflate=inflater)
+        self.message_cb = handler.on_message
         self.transport.write(accept_response(upgrade))
         self.clear_deadline()
         gw.stats.ws_opened += 1
@@ -467,13 +496,13 @@ class Connection(asyncio.Protocol):
                 if self.state == CLOSING:
                     continue  # RFC 6455 5.5.1: data after our close is discarded
                 try:
-                    handler.on_message(self, event.data)
+                    self.message_cb(self, event.data)
                 except Exception:
                     log.exception("handler failed on a message (conn %s)", self.id)
                     self.close(closecodes.INTERNAL_ERROR, "internal error")
             elif kind is Ping:
                 if self.state != CLOSING:
-                    self.transport.write(encode_pong(event.payload))
+                    self._write(encode_pong(event.payload))
             elif kind is Pong:
                 self.pinged = False
             elif kind is CloseFrame:
@@ -487,11 +516,25 @@ class Connection(asyncio.Protocol):
             return
         code = frame.code
         # RFC 6455 5.5.1: answer with the same code (an empty close if the peer sent none).
-        self.transport.write(encode_close(code))
+        self._write(encode_close(code))
         self._leave_open(code)
         self._close_transport()
 
     # ----------------------------------------------------------- write path
+    def _write(self, data: bytes) -> None:
+        cork = self.cork
+        if cork is None:
+            self.transport.write(data)
+        else:
+            cork.append(data)
+
+    def _flush(self) -> None:
+        cork = self.cork
+        if cork is not None:
+            self.cork = None
+            if cork and self.state is not CLOSED:
+                self.transport.write(cork[0] if len(cork) == 1 else b"".join(cork))
+
     def write_frame(self, frame: bytes) -> bool:
         """Write an already framed message; False if the connection cannot take it."""
         if self.state != OPEN:
@@ -503,7 +546,7 @@ class Connection(asyncio.Protocol):
                 self.gw.stats.slow_consumers += 1
                 self.abort(closecodes.SLOW_CONSUMER, "slow consumer")
                 return False
-        self.transport.write(frame)
+        self._write(frame)
         return True
 
     def send(self, message: Any) -> bool:
@@ -515,22 +558,22 @@ class Connection(asyncio.Protocol):
     def send_text(self, text: str) -> bool:
         if self.deflater is not None:
             return self._send_compressed(OP_TEXT, text.encode())
-        return self.write_frame(encode_frame(OP_TEXT, text.encode()))
+        return self.write_frame(encode_text(text))
 
     def send_bytes(self, data: bytes) -> bool:
         if self.deflater is not None:
             return self._send_compressed(OP_BINARY, data)
-        return self.write_frame(encode_frame(OP_BINARY, data))
+        return self.write_frame(encode_binary(data))
 
     def send_raw(self, data: str | bytes) -> bool:
         """Send a text message for ``str``, a binary one for ``bytes`` (what echo needs)."""
         if type(data) is str:
             if self.deflater is not None:
                 return self._send_compressed(OP_TEXT, data.encode())
-            return self.write_frame(encode_frame(OP_TEXT, data.encode()))
+            return self.write_frame(encode_text(data))
         if self.deflater is not None:
             return self._send_compressed(OP_BINARY, data)  # type: ignore[arg-type]
-        return self.write_frame(encode_frame(OP_BINARY, data))  # type: ignore[arg-type]
+        return self.write_frame(encode_binary(data))  # type: ignore[arg-type]
 
     def _send_compressed(self, opcode: int, payload: bytes) -> bool:
         """One message compressed with this connection's deflater, RSV1 set (RFC 7692 6.1).
@@ -548,19 +591,19 @@ class Connection(asyncio.Protocol):
     def write_control(self, frame: bytes) -> None:
         """Write a frame in any WebSocket state before CLOSING (errors, auth replies)."""
         if self.state in _WEBSOCKET_STATES:
-            self.transport.write(frame)
+            self._write(frame)
 
     def ping(self, payload: bytes = b"") -> None:
         if self.state == OPEN or self.state == AWAITING_AUTH:
             self.pinged = True
-            self.transport.write(encode_ping(payload))
+            self._write(encode_ping(payload))
 
     # ---------------------------------------------------------------- closing
     def close(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
         """Start the closing handshake; the socket is gone within ``close_timeout``."""
         state = self.state
         if state in _WEBSOCKET_STATES:
-            self.transport.write(encode_close(code, reason))
+            self._write(encode_close(code, reason))
             self._leave_open(code)
             # Wait for the peer's close frame, but not for ever.
             self.gw.closing.add(self)
@@ -587,11 +630,12 @@ class Connection(asyncio.Protocol):
         """RFC 6455 7.1.7: fail the connection after a protocol violation."""
         self.gw.stats.protocol_errors += 1
         if self.state in _WEBSOCKET_STATES:
-            self.transport.write(encode_close(code, reason))
+            self._write(encode_close(code, reason))
             self._leave_open(code)
         self._close_transport()
 
     def _close_transport(self) -> None:
+        self._flush()
         if self.state != CLOSED:
             self._move(CLOSED)
             self.clear_deadline()

@@ -168,6 +168,8 @@ class NativeHandler:
             self.refuse(conn, closecodes.INTERNAL_ERROR, "internal error")
             return
         conn.authenticated(identity)
+        # From now on messages go straight to the app, not through this handler.
+        conn.message_cb = self._on_message
         self.gw.stats.auth_ok += 1
         if self.requires_message:
             conn.send({"type": "auth_ok", "id": conn.id, "user": identity.user})

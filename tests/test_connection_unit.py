@@ -1,0 +1,129 @@
+"""The connection state machine driven byte by byte through a recording transport."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.config import Config
+from gateway.connection import CLOSED, OPEN, Connection
+from gateway.server import Gateway
+from gateway.tokens import issue_token
+from protocol.frames import (
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    CloseFrame,
+    FrameParser,
+    Pong,
+    TextMessage,
+    encode_client_frame,
+)
+from tests.gwtest import upgrade_request
+
+SECRET = "unit-secret"
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+        self.reading = True
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("10.1.2.3", 5555) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        return None
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+def frames_of(data: bytes) -> list[Any]:
+    return FrameParser(require_mask=False, max_message_size=1 << 20).feed(data)
+
+
+def open_connection(gw: Gateway) -> tuple[Connection, RecordingTransport]:
+    conn = Connection(gw)
+    transport = RecordingTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(upgrade_request())
+    auth = b'{"type":"auth","token":"' + issue_token(SECRET, "u").encode() + b'"}'
+    conn.data_received(encode_client_frame(OP_TEXT, auth))
+    assert conn.state is OPEN
+    transport.writes.clear()
+    return conn, transport
+
+
+@pytest.fixture
+def gw():
+    async def make() -> Gateway:
+        g = Gateway(Config(secret=SECRET, node_id=3, pusher=False))
+        g.accepting = True
+        g.now = asyncio.get_running_loop().time()
+        return g
+
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop.run_until_complete(make())
+    finally:
+        loop.close()
+
+
+def test_pipelined_messages_leave_in_one_write_in_order(gw):
+    conn, t = open_connection(gw)
+    batch = b"".join(encode_client_frame(OP_TEXT, f"m{i}".encode()) for i in range(5))
+    conn.data_received(batch)
+    assert len(t.writes) == 1  # five echoes, one send()
+    assert frames_of(t.writes[0]) == [TextMessage(f"m{i}") for i in range(5)]
+
+
+def test_a_close_in_the_batch_stays_behind_the_data_and_precedes_the_tcp_close(gw):
+    conn, t = open_connection(gw)
+    batch = (
+        encode_client_frame(OP_TEXT, b"a")
+        + encode_client_frame(OP_PING, b"p")
+        + encode_client_frame(OP_TEXT, b"b")
+        + encode_client_frame(OP_CLOSE, b"\x03\xe8")
+        + encode_client_frame(OP_TEXT, b"ignored after close")
+    )
+    conn.data_received(batch)
+    assert t.closed and conn.state is CLOSED
+    assert frames_of(b"".join(t.writes)) == [
+        TextMessage("a"),
+        Pong(b"p"),
+        TextMessage("b"),
+        CloseFrame(1000, ""),
+    ]
+
+
+def test_single_message_is_written_at_once(gw):
+    conn, t = open_connection(gw)
+    conn.data_received(encode_client_frame(OP_TEXT, b"solo"))
+    assert frames_of(t.writes[0]) == [TextMessage("solo")]
+
+
+def test_peer_ip_is_kept_and_port_read_back(gw):
+    conn, _ = open_connection(gw)
+    assert conn.ip == "10.1.2.3"
+    assert conn.peer == ("10.1.2.3", 5555)
