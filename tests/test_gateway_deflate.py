@@ -21,6 +21,7 @@ def test_echo_over_deflate_with_context_takeover(arun):
             ) as gw,
             connect(url(gw), compression="deflate", max_size=None) as ws,
         ):
+            assert ws.response is not None
             assert ws.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
             # Repeats exercise the shared LZ77 window across messages (context takeover).
             messages: list[str | bytes] = ["hello " * 50, "hello " * 50, os.urandom(3000), "", b""]

@@ -1,0 +1,1 @@
+"""Autobahn|Testsuite conformance of the echo target, driven by kosoku (see run.py)."""
