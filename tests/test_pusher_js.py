@@ -175,7 +175,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     all_apps = apps(webhook_port)
     config = tmp / "uvgate.toml"
     write_config(config, 0, all_apps)
+    # restart.test.mjs stops and starts its own gateway: it needs a fixed port.
+    restart_port = free_port()
+    restart_config = tmp / "restart.toml"
+    write_config(restart_config, restart_port, all_apps)
     log = tmp / "gateway.log"
+    # The gateway reads UVGATE_<OPTION> variables: none of the caller's may leak in.
     env = {k: v for k, v in os.environ.items() if not k.startswith("UVGATE_")}
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -188,12 +193,16 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     try:
         port = wait_up(proc, log)
         yield {
-            "UVGATE_WS_HOST": "127.0.0.1",
-            "UVGATE_WS_PORT": str(port),
-            "UVGATE_API_PORT": str(port),
-            "UVGATE_APPS": json.dumps(all_apps),
-            "UVGATE_WEBHOOK_PORT": str(webhook_port),
-            "UVGATE_GATEWAY_LOG": str(log),
+            "UVGATE_JS_WS_HOST": "127.0.0.1",
+            "UVGATE_JS_WS_PORT": str(port),
+            "UVGATE_JS_API_PORT": str(port),
+            "UVGATE_JS_APPS": json.dumps(all_apps),
+            "UVGATE_JS_WEBHOOK_PORT": str(webhook_port),
+            "UVGATE_JS_PYTHON": sys.executable,
+            "UVGATE_JS_ROOT": str(ROOT),
+            "UVGATE_JS_RESTART_CONFIG": str(restart_config),
+            "UVGATE_JS_RESTART_PORT": str(restart_port),
+            "UVGATE_JS_GATEWAY_LOG": str(log),
         }
     finally:
         if proc.poll() is None:
@@ -228,7 +237,7 @@ def test_js(name: str, gateway: dict[str, str]) -> None:
         out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         pytest.fail(f"node --test {name} did not finish in {NODE_TIMEOUT} s:\n{out}")
     if done.returncode != 0:
-        log = Path(gateway["UVGATE_GATEWAY_LOG"]).read_text(errors="replace")
+        log = Path(gateway["UVGATE_JS_GATEWAY_LOG"]).read_text(errors="replace")
         pytest.fail(
             f"node --test {name} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
             f"\n--- gateway log (tail) ---\n{log[-4000:]}",

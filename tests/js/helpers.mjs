@@ -3,7 +3,7 @@
 // it, a real Laravel-style auth endpoint, and bounded waits that fail with a clear message.
 //
 // Run alone (gateway already running):
-//   UVGATE_WS_PORT=6001 UVGATE_APPS='[{"id":..,"key":..,"secret":..}]' node --test tests/js/
+//   UVGATE_JS_WS_PORT=6001 UVGATE_JS_APPS='[{"id":..,"key":..,"secret":..}]' node --test tests/js/
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { after } from 'node:test';
@@ -19,11 +19,11 @@ function need(name) {
   return value;
 }
 
-export const HOST = process.env.UVGATE_WS_HOST || '127.0.0.1';
-export const PORT = Number(need('UVGATE_WS_PORT'));
-export const API_PORT = Number(process.env.UVGATE_API_PORT || PORT);
+export const HOST = process.env.UVGATE_JS_WS_HOST || '127.0.0.1';
+export const PORT = Number(need('UVGATE_JS_WS_PORT'));
+export const API_PORT = Number(process.env.UVGATE_JS_API_PORT || PORT);
 /** Apps by role: `close` (auth_failure="close", client events on), `error` (auth_failure="error"). */
-export const APPS = JSON.parse(need('UVGATE_APPS'));
+export const APPS = JSON.parse(need('UVGATE_JS_APPS'));
 export const CLOSE_APP = APPS.close;
 export const ERROR_APP = APPS.error;
 /** The encryption master key the "backend" (auth endpoint + server lib) uses. */

@@ -19,7 +19,7 @@ import {
 } from './helpers.mjs';
 
 const HOOKS_APP = APPS.hooks;
-const PORT = Number(process.env.UVGATE_WEBHOOK_PORT);
+const PORT = Number(process.env.UVGATE_JS_WEBHOOK_PORT);
 const lib = serverLib(HOOKS_APP);
 const auth = await startAuthServer(HOOKS_APP);
 
@@ -53,7 +53,7 @@ const listening = PORT
   : false;
 after(() => new Promise((resolve) => server.close(resolve)));
 
-const skip = !HOOKS_APP || !listening ? 'no webhook app / port configured (UVGATE_WEBHOOK_PORT)' : false;
+const skip = !HOOKS_APP || !listening ? 'no webhook app / port configured (UVGATE_JS_WEBHOOK_PORT)' : false;
 
 /** Events for `channel` in deliveries answered 2xx (a batch answered 500 comes again). */
 function eventsFor(channel, { all = false } = {}) {
