@@ -119,8 +119,8 @@ function hmac(secret, text) {
  *  POST /broadcasting/auth       socket_id, channel_name -> {auth[, channel_data][, shared_secret]}
  *  POST /broadcasting/user-auth  socket_id               -> {auth, user_data}
  *
- * The user is the bearer token (`Authorization: Bearer <user id>`, Echo's `bearerToken`
- * option); none -> 403, as Laravel refuses a guest. Channel rules:
+ * The user is the bearer token (`Authorization: Bearer <URI-encoded user id>`, Echo's
+ * `bearerToken` option); none -> 403, as Laravel refuses a guest. Channel rules:
  *  - a name containing "forbidden" -> 403 (the app's Broadcast::channel callback said no);
  *  - a name containing "forged"    -> 200 with a signature made with the wrong secret
  *    (a misconfigured backend: only the gateway can catch it);
@@ -134,7 +134,7 @@ export async function startAuthServer(app = CLOSE_APP) {
   const server = http.createServer(async (req, res) => {
     const body = new URLSearchParams(await readBody(req));
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization || '');
-    const user = bearer ? bearer[1] : null;
+    const user = bearer ? decodeURIComponent(bearer[1]) : null;
     const socketId = body.get('socket_id');
     const channel = body.get('channel_name');
     requests.push({ path: req.url, user, socketId, channel });
@@ -195,7 +195,7 @@ after(() => {
  * code and state change on `client.log`.
  */
 export function pusherClient({ app = CLOSE_APP, auth, user, key, watchlist, ...extra } = {}) {
-  const headers = user ? { Authorization: `Bearer ${user}` } : {};
+  const headers = user ? { Authorization: `Bearer ${encodeURIComponent(user)}` } : {};
   const userHeaders = watchlist ? { ...headers, 'X-Watchlist': watchlist.join(',') } : headers;
   const client = new Pusher(key ?? app.key, {
     cluster: 'mt1',
@@ -248,7 +248,7 @@ export function echoClient({ app = CLOSE_APP, auth, user, ...extra } = {}) {
     // bearer token would be written into headers shared by every Echo instance.
     auth: { headers: {} },
     userAuthentication: auth ? { endpoint: `${auth.url}/broadcasting/user-auth`, headers: {} } : undefined,
-    bearerToken: user ?? null,
+    bearerToken: user ? encodeURIComponent(user) : null,
     ...extra,
   });
   track(echo.connector.pusher);
