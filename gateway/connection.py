@@ -230,6 +230,9 @@ class Connection(asyncio.Protocol):
             try:
                 events = self.parser.feed(data)  # type: ignore[union-attr]
             except FrameError as exc:
+                if exc.events:
+                    # Frames before the violation were valid: handle them first.
+                    self._dispatch(list(exc.events))
                 self._fail(exc.close_code, exc.reason)
                 return
             if not events:

@@ -8,6 +8,8 @@ nothing internal leaks to the peer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ProtocolError(Exception):
     """Base class for everything the protocol layer refuses."""
@@ -34,3 +36,6 @@ class FrameError(ProtocolError):
     def __init__(self, close_code: int, reason: str) -> None:
         super().__init__(reason)
         self.close_code = close_code
+        # Messages parsed from the same input before the violation: they were valid
+        # and came first, so the caller delivers them before failing (RFC 6455 7.1.7).
+        self.events: Sequence[object] = ()

@@ -219,6 +219,7 @@ class FrameParser:
     def feed(self, data: bytes) -> list[Event]:
         if self._done:
             return []
+        events: list[Event] | None = None
         try:
             n = len(data)
             # Fast path: empty buffer, no open fragmented message, exactly one
@@ -267,14 +268,17 @@ class FrameParser:
                     self._done = True  # RFC 6455 5.5.1: nothing after a close
                     return [_close_event(payload)]
                 return [Ping(payload) if b0 == 0x89 else Pong(payload)]
-            return self._feed_buffered(data)
-        except FrameError:
+            events = []
+            return self._feed_buffered(data, events)
+        except FrameError as exc:
             self._done = True
             self._buf = _EMPTY
             self._frag_parts = _NO_PARTS
+            if events:
+                exc.events = events
             raise
 
-    def _feed_buffered(self, data: bytes) -> list[Event]:
+    def _feed_buffered(self, data: bytes, events: list[Event]) -> list[Event]:
         buf: bytes | bytearray
         if self._buf:
             self._buf += data
@@ -286,7 +290,6 @@ class FrameParser:
             # copy what is left over, so a big frame in one chunk is not copied.
             buf = data
         blen = len(buf)
-        events: list[Event] = []
         pos = 0
         require_mask = self._require_mask
         while blen - pos >= 2:
