@@ -89,10 +89,13 @@ def apps(webhook_port: int) -> dict[str, dict[str, object]]:
     }
 
 
-def write_config(path: Path, port: int, all_apps: dict[str, dict[str, object]]) -> None:
+def write_config(
+    path: Path, port: int, all_apps: dict[str, dict[str, object]], workers: int = 1
+) -> None:
     lines = [
         'host = "127.0.0.1"',
         f"port = {port}",
+        f"workers = {workers}",
         "node_id = 42",
         'log_level = "warning"',
         "shutdown_grace = 1.0",
@@ -179,6 +182,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     restart_port = free_port()
     restart_config = tmp / "restart.toml"
     write_config(restart_config, restart_port, all_apps)
+    # workers.test.mjs runs a 2-worker gateway of its own.
+    workers_port = free_port()
+    workers_config = tmp / "workers.toml"
+    write_config(workers_config, workers_port, all_apps, workers=2)
     log = tmp / "gateway.log"
     # The gateway reads UVGATE_<OPTION> variables: none of the caller's may leak in.
     env = {k: v for k, v in os.environ.items() if not k.startswith("UVGATE_")}
@@ -202,6 +209,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             "UVGATE_JS_ROOT": str(ROOT),
             "UVGATE_JS_RESTART_CONFIG": str(restart_config),
             "UVGATE_JS_RESTART_PORT": str(restart_port),
+            "UVGATE_JS_WORKERS_CONFIG": str(workers_config),
+            "UVGATE_JS_WORKERS_PORT": str(workers_port),
             "UVGATE_JS_GATEWAY_LOG": str(log),
         }
     finally:
@@ -218,28 +227,70 @@ def test_js_files_found() -> None:
     assert JS_FILES, f"no *.test.mjs in {JS}"
 
 
-@pytest.mark.parametrize("name", JS_FILES)
-def test_js(name: str, gateway: dict[str, str]) -> None:
+class NodeRun:
+    """One ``node --test <file>`` started in the background; output goes to a file."""
+
+    def __init__(self, name: str, env: dict[str, str], out: Path) -> None:
+        self.name = name
+        self.out = out
+        with out.open("wb") as fh:
+            self.proc = subprocess.Popen(
+                # --test-force-exit: faye-websocket (inside pusher-js) arms a 30 s close
+                # timer that outlives a socket the server already closed (4009).
+                [str(NODE), "--test", "--test-force-exit", "--test-reporter=spec", name],
+                cwd=JS,
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        self.deadline = time.monotonic() + NODE_TIMEOUT
+
+    def wait(self) -> tuple[int | None, str]:
+        try:
+            code: int | None = self.proc.wait(timeout=max(0.1, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            code = None
+        return code, self.out.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def node_runs(
+    request: pytest.FixtureRequest,
+    gateway: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, NodeRun]]:
+    """Every selected JS file runs at once (each uses its own channels, users and ports),
+    so the suite takes about as long as its slowest file; each test waits for its own."""
+    selected = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_js" and hasattr(item, "callspec")
+    ]
     env = {**os.environ, **gateway}
     env.pop("NODE_OPTIONS", None)
+    out = tmp_path_factory.mktemp("node-output")
+    runs = {name: NodeRun(name, env, out / f"{name}.log") for name in selected or JS_FILES}
     try:
-        done = subprocess.run(
-            # --test-force-exit: faye-websocket (inside pusher-js) arms a 30 s close timer
-            # that outlives a socket the server already closed (4009); do not wait for it.
-            [str(NODE), "--test", "--test-force-exit", "--test-reporter=spec", name],
-            cwd=JS,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=NODE_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        pytest.fail(f"node --test {name} did not finish in {NODE_TIMEOUT} s:\n{out}")
-    if done.returncode != 0:
-        log = Path(gateway["UVGATE_JS_GATEWAY_LOG"]).read_text(errors="replace")
-        pytest.fail(
-            f"node --test {name} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
-            f"\n--- gateway log (tail) ---\n{log[-4000:]}",
-            pytrace=False,
-        )
+        yield runs
+    finally:
+        for run in runs.values():
+            run.stop()
+
+
+@pytest.mark.parametrize("name", JS_FILES)
+def test_js(name: str, gateway: dict[str, str], node_runs: dict[str, NodeRun]) -> None:
+    code, output = node_runs[name].wait()
+    if code == 0:
+        return
+    log = Path(gateway["UVGATE_JS_GATEWAY_LOG"]).read_text(errors="replace")
+    what = f"did not finish in {NODE_TIMEOUT} s" if code is None else f"failed (exit {code})"
+    pytest.fail(
+        f"node --test {name} {what}:\n{output}\n--- gateway log (tail) ---\n{log[-4000:]}",
+        pytrace=False,
+    )

@@ -4,6 +4,7 @@
 //
 // Run alone (gateway already running):
 //   UVGATE_JS_WS_PORT=6001 UVGATE_JS_APPS='[{"id":..,"key":..,"secret":..}]' node --test tests/js/
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { after } from 'node:test';
@@ -126,7 +127,8 @@ function hmac(secret, text) {
  *    (a misconfigured backend: only the gateway can catch it);
  *  - presence channels and signin: user_info {name: "User <id>"};
  *  - signin: `X-Watchlist: id1,id2` adds a watchlist to user_data.
- * Returns {url, requests, close()}; `requests` logs every call.
+ * Returns {url, requests, close()}; `requests` logs every call. Call it at the top level
+ * of a test file (or in a test): it closes itself in an after() hook of where it is called.
  */
 export async function startAuthServer(app = CLOSE_APP) {
   const lib = serverLib(app);
@@ -272,4 +274,57 @@ export async function subscribed(channel, what = 'subscription') {
   const sub = channel.subscription ?? channel;
   await waitUntil(() => sub.subscribed, `${what} to ${sub.name} to succeed`);
   return sub;
+}
+
+// ------------------------------------------------------------------ a gateway of our own
+
+/**
+ * A gateway process this test file starts and stops itself (`python -m gateway serve
+ * --config <toml>`), for restarts and multi-worker setups. Needs UVGATE_JS_PYTHON and
+ * UVGATE_JS_ROOT (set by tests/test_pusher_js.py).
+ */
+export class GatewayProcess {
+  static get available() {
+    return Boolean(process.env.UVGATE_JS_PYTHON && process.env.UVGATE_JS_ROOT);
+  }
+
+  constructor(config, port) {
+    this.config = config;
+    this.port = port;
+    this.proc = null;
+    this.output = '';
+  }
+
+  async start() {
+    // Without UVGATE_* variables: the gateway reads its options from them.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('UVGATE_')));
+    this.output = '';
+    const child = spawn(process.env.UVGATE_JS_PYTHON, ['-m', 'gateway', 'serve', '--config', this.config], {
+      cwd: process.env.UVGATE_JS_ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.proc = child;
+    child.stdout.on('data', (d) => (this.output += d));
+    child.stderr.on('data', (d) => (this.output += d));
+    await waitUntil(
+      () => this.output.includes(`:${this.port}/`) || child.exitCode !== null,
+      `gateway start on port ${this.port} (${this.output})`,
+      15000,
+    );
+    if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}: ${this.output}`);
+  }
+
+  /** SIGTERM, then SIGKILL after 8 s. */
+  async stop() {
+    const child = this.proc;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await Promise.race([exited, sleep(8000)]);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
 }
