@@ -198,3 +198,49 @@ test('Echo listenToAll sees every event of a channel with its name', async () =>
     ['.Two', { n: 2 }],
   ]);
 });
+
+test('Laravel integer user ids in presence channel_data ({"user_id": 42})', async () => {
+  const room = uniq('int-ids-');
+  const [u1, u2] = [String(1000 + Math.floor(Math.random() * 1e6)), String(2000000 + Math.floor(Math.random() * 1e6))];
+  const a = echoClient({ auth, user: u1 });
+  const joined = [];
+  const left = [];
+  const ha = deferred('here for the first integer user');
+  a.join(room).here(ha.resolve).joining((m) => joined.push(m)).leaving((m) => left.push(m));
+  assert.deepEqual(await ha, [{ name: `User ${u1}` }]);
+  const pa = a.connector.pusher.channel(`presence-${room}`);
+  assert.equal(String(pa.members.me?.id), u1, JSON.stringify(pa.members.me));
+  const b = echoClient({ auth, user: u2 });
+  const hb = deferred('here for the second integer user');
+  b.join(room).here(hb.resolve);
+  assert.equal((await hb).length, 2);
+  await waitUntil(() => joined.length === 1, 'joining');
+  const users = await (await lib.get({ path: `/channels/presence-${room}/users` })).json();
+  assert.deepEqual(users.users.map((u) => String(u.id)).sort(), [u1, u2].sort());
+  // whisper on presence carries the user id
+  const got = deferred('whisper from an integer user');
+  pa.bind('client-hi', (data, meta) => got.resolve(meta));
+  b.join(room).whisper('hi', {});
+  assert.equal(String((await got)?.user_id), u2);
+  b.leave(room);
+  await waitUntil(() => left.length === 1, 'leaving');
+  assert.equal(pa.members.count, 1);
+});
+
+test('presence user_info as PHP sends it: [] for an empty array, or none at all', async () => {
+  const room = uniq('php-info-');
+  const [u1, u2] = [uniq('listinfo-'), uniq('noinfo-')];
+  const a = echoClient({ auth, user: u1 });
+  const ha = deferred('here for user_info []');
+  const joined = [];
+  a.join(room).here(ha.resolve).joining((m) => joined.push(m));
+  assert.deepEqual(await ha, [[]]);
+  const b = echoClient({ auth, user: u2 });
+  const hb = deferred('here for no user_info');
+  b.join(room).here(hb.resolve);
+  const members = await hb;
+  assert.equal(members.length, 2, JSON.stringify(members));
+  await waitUntil(() => joined.length === 1, 'joining for a member without user_info');
+  const pb = b.connector.pusher.channel(`presence-${room}`);
+  assert.equal(pb.members.me.id, u2);
+});

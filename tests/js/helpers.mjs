@@ -125,7 +125,9 @@ function hmac(secret, text) {
  *  - a name containing "forbidden" -> 403 (the app's Broadcast::channel callback said no);
  *  - a name containing "forged"    -> 200 with a signature made with the wrong secret
  *    (a misconfigured backend: only the gateway can catch it);
- *  - presence channels and signin: user_info {name: "User <id>"};
+ *  - presence channels and signin: user_info {name: "User <id>"}; an all-digit user id is
+ *    sent as a JSON number in channel_data, as Laravel does with integer primary keys;
+ *    user "listinfo-*" gets user_info [] (PHP's empty array), "noinfo-*" no user_info;
  *  - signin: `X-Watchlist: id1,id2` adds a watchlist to user_data.
  * Returns {url, requests, close()}; `requests` logs every call. Call it at the top level
  * of a test file (or in a test): it closes itself in an after() hook of where it is called.
@@ -154,9 +156,15 @@ export async function startAuthServer(app = CLOSE_APP) {
       }
       if (req.url !== '/broadcasting/auth') return reply(404, { message: 'Not Found' });
       if (channel.includes('forbidden')) return reply(403, { message: 'This action is unauthorized.' });
-      const presence = channel.startsWith('presence-')
-        ? { user_id: user, user_info: { name: `User ${user}` } }
-        : undefined;
+      // Laravel passes $user->getAuthIdentifier(): an integer for the usual id column.
+      const userId = /^\d+$/.test(user) ? Number(user) : user;
+      let presence;
+      if (channel.startsWith('presence-')) {
+        presence = { user_id: userId, user_info: { name: `User ${user}` } };
+        // What PHP sends for an empty array, and for no info at all.
+        if (user.startsWith('listinfo-')) presence.user_info = [];
+        if (user.startsWith('noinfo-')) delete presence.user_info;
+      }
       const signed = lib.authorizeChannel(socketId, channel, presence);
       if (channel.includes('forged')) {
         const text = presence ? `${socketId}:${channel}:${signed.channel_data}` : `${socketId}:${channel}`;

@@ -85,25 +85,39 @@ test('a client cannot subscribe to another user\'s #server-to-user channel', asy
   assert.equal(leaked, false);
 });
 
-test('terminateUserConnections closes every connection of that user and no other', async () => {
+test('terminateUserConnections closes every connection of that user with 4009, for good', async () => {
   const user = uniq('doomed-');
   const a = pusherClient({ auth, user });
-  const b = pusherClient({ auth, user });
-  const bystander = pusherClient({ auth, user: uniq('bystander-') });
-  for (const c of [a, b, bystander]) c.signin();
-  await Promise.all([signedIn(a), signedIn(b), signedIn(bystander)]);
+  const b = echoClient({ auth, user });
+  const pb = b.connector.pusher;
+  const bystander = echoClient({ auth, user: uniq('bystander-') });
+  a.signin();
+  b.connector.signin();
+  bystander.connector.signin();
+  await Promise.all([signedIn(a), signedIn(pb), signedIn(bystander.connector.pusher)]);
+  // The doomed user is also in a presence channel with the bystander.
+  const room = uniq('terminate-room-');
+  const left = [];
+  const hereBy = deferred('bystander here');
+  bystander.join(room).here(hereBy.resolve).leaving((m) => left.push(m));
+  await hereBy;
+  const hereB = deferred('doomed here');
+  b.join(room).here(hereB.resolve);
+  await hereB;
+
   const res = await lib.terminateUserConnections(user);
   assert.equal(res.status, 200);
-  const idA = a.connection.socket_id;
-  await waitUntil(
-    () => a.connection.state !== 'connected' || a.connection.socket_id !== idA,
-    `connection a to be terminated (codes ${JSON.stringify(a.log.codes)})`,
-  );
-  await waitUntil(() => b.log.states.includes('disconnected') || b.log.states.filter((s) => s === 'connected').length > 1,
-    'connection b to be terminated');
-  await sleep(300);
-  assert.equal(bystander.connection.state, 'connected');
-  assert.deepEqual(bystander.log.codes, []);
+  for (const c of [a, pb]) {
+    await waitUntil(() => c.log.codes.includes(4009), `close 4009 (got ${JSON.stringify(c.log.codes)})`);
+    await waitUntil(() => c.connection.state === 'disconnected', 'state "disconnected"');
+  }
+  await waitUntil(() => left.length === 1, 'the bystander to see the user leaving');
+  assert.deepEqual(left, [{ name: `User ${user}` }]);
+  const n = a.log.states.length + pb.log.states.length;
+  await sleep(1200);
+  assert.equal(a.log.states.length + pb.log.states.length, n, 'a terminated client reconnected');
+  assert.equal(bystander.connectionStatus(), 'connected');
+  assert.deepEqual(bystander.connector.pusher.log.codes, []);
 });
 
 test('signin with a forged signature closes the connection with 4009 (close mode)', async () => {
