@@ -204,10 +204,10 @@ after(() => {
  * `user` becomes the bearer token the auth endpoint reads. Records every connection error
  * code and state change on `client.log`.
  */
-export function pusherClient({ app = CLOSE_APP, auth, user, key, watchlist, ...extra } = {}) {
+export function pusherClient({ app = CLOSE_APP, auth, user, key, watchlist, PusherClass = Pusher, ...extra } = {}) {
   const headers = user ? { Authorization: `Bearer ${encodeURIComponent(user)}` } : {};
   const userHeaders = watchlist ? { ...headers, 'X-Watchlist': watchlist.join(',') } : headers;
-  const client = new Pusher(key ?? app.key, {
+  const client = new PusherClass(key ?? app.key, {
     cluster: 'mt1',
     wsHost: HOST,
     wsPort: PORT,
@@ -242,10 +242,10 @@ function track(client) {
  * laravel-echo as resources/js/bootstrap.js sets it up for Reverb (`broadcaster: 'reverb'`),
  * with the real pusher-js passed as the `Pusher` option (no `window` in Node).
  */
-export function echoClient({ app = CLOSE_APP, auth, user, ...extra } = {}) {
-  const echo = new Echo({
+export function echoClient({ app = CLOSE_APP, auth, user, EchoClass = Echo, PusherClass = Pusher, ...extra } = {}) {
+  const echo = new EchoClass({
     broadcaster: 'reverb',
-    Pusher,
+    Pusher: PusherClass,
     key: app.key,
     wsHost: HOST,
     wsPort: PORT,
