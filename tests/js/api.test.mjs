@@ -227,3 +227,70 @@ test('an invalid channel name is refused without dropping the connection', async
   // and the connection still works
   await subscribed(client.subscribe(uniq('after-bad-')));
 });
+
+test('presence full (max_presence_members=3): the 4th user gets .error(), a 2nd tab of a member still joins', async () => {
+  const app = APPS.error;
+  const errAuth = await startAuthServer(app);
+  const room = uniq('full-');
+  const members = [];
+  for (const user of ['m1', 'm2', 'm3']) {
+    const e = echoClient({ app, auth: errAuth, user });
+    const here = deferred(`here for ${user}`);
+    e.join(room).here(here.resolve);
+    await here;
+    members.push(e);
+  }
+  const fourth = echoClient({ app, auth: errAuth, user: 'm4' });
+  const refused = deferred('.error() for the 4th member');
+  fourth.join(room).error(refused.resolve);
+  const e = await refused;
+  assert.equal(e.status, 403, JSON.stringify(e));
+  await sleep(200);
+  assert.equal(fourth.connectionStatus(), 'connected');
+  // m1 again (another tab): not a new member, so it fits.
+  const tab = echoClient({ app, auth: errAuth, user: 'm1' });
+  const here = deferred('here for m1 second tab');
+  tab.join(room).here(here.resolve);
+  assert.equal((await here).length, 3);
+  assert.equal(members[1].connector.pusher.channel(`presence-${room}`).members.count, 3);
+});
+
+test('a full presence channel is not reported as an auth failure (no AuthError, no 4009)', async () => {
+  // Were it an AuthError, an auth_failure="close" app would close the socket for it.
+  const app = APPS.error;
+  const errAuth = await startAuthServer(app);
+  const room = uniq('full2-');
+  for (const user of ['k1', 'k2', 'k3']) {
+    const e = echoClient({ app, auth: errAuth, user });
+    const here = deferred(`here for ${user}`);
+    e.join(room).here(here.resolve);
+    await here;
+  }
+  const client = pusherClient({ app, auth: errAuth, user: 'k4' });
+  const ch = client.subscribe(`presence-${room}`);
+  const err = deferred('subscription_error');
+  ch.bind('pusher:subscription_error', err.resolve);
+  const data = await err;
+  assert.notEqual(data.type, 'AuthError', JSON.stringify(data));
+  assert.ok(!client.log.codes.includes(4009));
+});
+
+test('client events on a public channel or over 10 KB are refused (4301), never relayed', async () => {
+  const a = pusherClient({ auth, user: 'pc1' });
+  const b = pusherClient({ auth, user: 'pc2' });
+  const name = uniq('public-whisper-');
+  const room = `private-${uniq('big-whisper-')}`;
+  const [pa, pb, ra, rb] = [a.subscribe(name), b.subscribe(name), a.subscribe(room), b.subscribe(room)];
+  await Promise.all([pa, pb, ra, rb].map((c) => subscribed(c)));
+  let heard = 0;
+  pb.bind('client-x', () => (heard += 1));
+  rb.bind('client-big', () => (heard += 1));
+  a.send_event('client-x', { y: 1 }, name);
+  await waitUntil(() => a.log.codes.includes(4301), `4301 for a public channel (got ${JSON.stringify(a.log.codes)})`);
+  const before = a.log.codes.length;
+  ra.trigger('client-big', { blob: 'z'.repeat(11 * 1024) });
+  await waitUntil(() => a.log.codes.length > before, `an error for an 11 KB client event (got ${JSON.stringify(a.log.codes)})`);
+  await sleep(200);
+  assert.equal(heard, 0);
+  assert.equal(a.connection.state, 'connected');
+});
