@@ -97,13 +97,13 @@ FIGURES: dict[str, list[Figure]] = {
         ("lost deliveries", lambda r: r["expected_deliveries"] - r["deliveries"], True, "{:.0f}"),
     ],
     "hold": [
-        ("held", lambda r: r.get("held"), False, "{:,.0f}"),
         (
             "RSS KiB/conn",
             lambda r: (_get(r, "server_rss", "per_connection") or 0) / 1024,
             True,
             "{:.2f}",
         ),
+        ("held", lambda r: r.get("held"), False, "{:,.0f}"),
         (
             "server us/conn (ramp)",
             lambda r: _get(r, "server", "cpu_us_per_connection"),
@@ -113,6 +113,14 @@ FIGURES: dict[str, list[Figure]] = {
         ("auth p99 ms", lambda r: _get(r, "latency_ms", "auth_ms", "p99"), True, "{:.2f}"),
     ],
 }
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
 
 
 def machine_info() -> dict[str, Any]:
@@ -139,6 +147,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "node": node,
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "loadavg_at_start": _loadavg(),
     }
 
 
@@ -271,6 +280,14 @@ def run_server(
     return per
 
 
+def _safe(fn: Callable[[dict[str, Any]], Any], run: dict[str, Any]) -> float | None:
+    try:
+        v = fn(run)
+    except (KeyError, TypeError):
+        return None
+    return None if v is None else float(v)
+
+
 def _fmt(v: float | None, fmt: str) -> str:
     return "-" if v is None else fmt.format(v)
 
@@ -291,12 +308,17 @@ def tables(data: dict[str, Any], ref: str | None, key: str = "servers") -> str:
                 lines.append(f"| {s} | failed: {sc.get('error', '?')[:80]} |")
                 continue
             cells = []
-            for name, _fn, _lower, fmt in figs:
+            for j, (name, fn, _lower, fmt) in enumerate(figs):
                 v = med.get(name)
                 cell = _fmt(v, fmt)
                 r = refmed.get(name)
                 if ref and s != ref and v is not None and r and name != "failures":
                     cell += f" ({v / r:.2f}x)"
+                if j == 0 and v:
+                    # Run-to-run spread of the headline figure: how far to trust a ratio.
+                    vals = [x for x in (_safe(fn, run) for run in sc.get("runs", [])) if x]
+                    if len(vals) > 1:
+                        cell += f" ±{(max(vals) - min(vals)) / 2 / v * 100:.0f}%"
                 cells.append(cell)
             mark = ("*" if sc.get("generator_bound_runs") else "") + (
                 "!" if sc.get("host_busy_runs") else ""
@@ -413,7 +435,8 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
         f"- command: `{data['command']}`",
         f"- date: {m['date_utc']}",
         f"- machine: {m['cpu_model']}, {m['cores']} cores, kernel {m['kernel']}, "
-        f"Python {m['python']}, node {m['node'] or '-'}",
+        f"Python {m['python']}, node {m['node'] or '-'}; load average at start "
+        f"{m.get('loadavg_at_start', '?')} (the machine may be shared: see the `!` marks)",
         f"- method: each server pinned to CPU {SERVER_CPU}, the generator (uvgate-bench, "
         f"hand-rolled client framing on uvloop) to CPU {GEN_CPU}; every figure is the median of "
         f"{data['runs']} run(s); loopback only. Job sizes: "
@@ -423,7 +446,8 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
         "generator is often the bottleneck, so the measured rates mostly measure the generator. "
         "`*` marks a server where at least one run was generator-bound, `!` one where other "
         "processes on the host took more than a quarter core during a run (rates disturbed).",
-        f"- ratios in parentheses are to {ref or '-'} (value / {ref or '-'}).",
+        f"- ratios in parentheses are to {ref or '-'} (value / {ref or '-'}); ±N% after the "
+        "first figure is half the run-to-run range (max - min) of the runs, relative to the median.",
     ]
     if data["skipped"]:
         lines.append(
