@@ -294,3 +294,61 @@ test('client events on a public channel or over 10 KB are refused (4301), never 
   assert.equal(heard, 0);
   assert.equal(a.connection.state, 'connected');
 });
+
+test('cache_ttl (1 s on the error app): the cached event expires, then cache_miss', async () => {
+  const app = APPS.error;
+  const errLib = serverLib(app);
+  const name = uniq('cache-ttl-');
+  await errLib.trigger(name, 'ev', { fresh: true });
+  const early = pusherClient({ app });
+  assert.deepEqual(await once(early.subscribe(name), 'ev', 'the cached event within the TTL'), { fresh: true });
+  await sleep(1600);
+  const late = pusherClient({ app });
+  const ch = late.subscribe(name);
+  let replayed = false;
+  ch.bind('ev', () => (replayed = true));
+  await once(ch, 'pusher:cache_miss', 'cache_miss after the TTL', 4000);
+  assert.equal(replayed, false);
+});
+
+test('disconnect and connect again: presence sees leaving then joining; the old socket is gone', async () => {
+  const room = uniq('blip-');
+  const watcher = echoClient({ auth, user: 'blip-watcher' });
+  const joined = [];
+  const left = [];
+  const here = deferred('here');
+  watcher.join(room).here(here.resolve).joining((m) => joined.push(m)).leaving((m) => left.push(m));
+  await here;
+  const flaky = pusherClient({ auth, user: 'blip' });
+  const ch = flaky.subscribe(`presence-${room}`);
+  await subscribed(ch);
+  await waitUntil(() => joined.length === 1, 'joining');
+  const firstId = flaky.connection.socket_id;
+  flaky.disconnect();
+  await waitUntil(() => left.length === 1, 'leaving after disconnect');
+  flaky.connect();
+  await waitUntil(() => joined.length === 2, 'joining after connect');
+  assert.notEqual(flaky.connection.socket_id, firstId);
+  assert.equal(ch.members.count, 2);
+  const users = await (await lib.get({ path: `/channels/presence-${room}/users` })).json();
+  assert.deepEqual(users.users.map((u) => u.id).sort(), ['blip', 'blip-watcher']);
+});
+
+test('triggerBatch with info, and socket_id exclusion inside a batch', async () => {
+  const a = pusherClient();
+  const b = pusherClient();
+  const name = uniq('batch-info-');
+  const [ca, cb] = [a.subscribe(name), b.subscribe(name)];
+  await Promise.all([subscribed(ca), subscribed(cb)]);
+  let aGot = 0;
+  ca.bind('ev', () => (aGot += 1));
+  const bGot = once(cb, 'ev', 'batch event for b');
+  const res = await lib.triggerBatch([
+    { channel: name, name: 'ev', data: { n: 1 }, socket_id: a.connection.socket_id, info: 'subscription_count' },
+  ]);
+  const body = await res.json();
+  assert.deepEqual(body, { batch: [{ subscription_count: 2 }] });
+  assert.deepEqual(await bGot, { n: 1 });
+  await sleep(200);
+  assert.equal(aGot, 0);
+});
