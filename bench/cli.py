@@ -39,7 +39,12 @@ def _common(p: argparse.ArgumentParser, scenario: str) -> None:
     g.add_argument(
         "--url", default="ws://127.0.0.1:8765/ws", help="ws:// URL (path used by native)"
     )
-    g.add_argument("--protocol", choices=("native", "pusher"), default="native")
+    g.add_argument(
+        "--protocol",
+        choices=("native", "pusher"),
+        default="native",
+        help="native: uvgate's first-message auth; pusher: Pusher protocol v7",
+    )
     g.add_argument(
         "--secret",
         default=os.environ.get("UVGATE_BENCH_SECRET", "bench-secret"),
@@ -98,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="uvgate-bench",
         description="Load generator for any WebSocket server (uvgate native protocol or Pusher v7).",
+        epilog="examples:" + (__doc__ or "").split("\n", 1)[1].rstrip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -127,15 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
         "fanout", help="N subscribers, one publisher broadcasting through the server"
     )
     _common(p, "fanout")
-    p.add_argument("--subscribers", type=int, default=1000)
-    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--subscribers", type=int, default=1000, help="subscriber connections")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds of publishing")
     p.add_argument(
         "--publish-rate",
         type=float,
         default=0.0,
         help="publishes/s; 0 = closed loop keeping --window publishes in flight",
     )
-    p.add_argument("--window", type=int, default=2)
+    p.add_argument(
+        "--window",
+        type=int,
+        default=2,
+        help="closed loop: publishes in flight (Pusher: parallel HTTP connections)",
+    )
 
     p = sub.add_parser("compare", help="side-by-side: uvgate vs the peer servers")
     p.add_argument("--quick", action="store_true", help="small counts, one run each (< 3 min)")
