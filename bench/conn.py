@@ -78,6 +78,10 @@ class BenchConn(WSClient):
 
     def on_message(self, opcode: int, payload: bytes) -> None:
         if self.phase == "ready":
+            if self.spec.pusher and b'"pusher:ping"' in payload:
+                # Pusher servers drop a connection that leaves a ping unanswered (long holds).
+                self.send(OP_TEXT, b'{"event":"pusher:pong","data":{}}')
+                return
             self.owner.on_app_message(self, opcode, payload)
             return
         try:

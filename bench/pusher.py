@@ -84,6 +84,27 @@ def trigger_body(channel: str, event: str, data: str) -> bytes:
     ).encode()
 
 
+def _dechunk(buf: bytes, pos: int) -> tuple[bytes, int] | None:
+    """(body, end offset) of a complete chunked body starting at ``pos``, else None."""
+    parts: list[bytes] = []
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size = int(buf[pos:eol].split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            trailer_end = buf.find(b"\r\n\r\n", eol)
+            if buf[eol : eol + 4] == b"\r\n\r\n":
+                return b"".join(parts), eol + 4
+            if trailer_end < 0:
+                return None
+            return b"".join(parts), trailer_end + 4
+        if len(buf) < eol + 2 + size + 2:
+            return None
+        parts.append(buf[eol + 2 : eol + 2 + size])
+        pos = eol + 2 + size + 2
+
+
 class HTTPClient(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection, one request at a time (the publisher's path)."""
 
@@ -110,14 +131,25 @@ class HTTPClient(asyncio.Protocol):
         except (IndexError, ValueError):
             status = 0
         length = 0
+        chunked = False
         for line in lines[1:]:
             k, _, v = line.partition(":")
-            if k.strip().lower() == "content-length":
+            k = k.strip().lower()
+            if k == "content-length":
                 length = int(v.strip())
-        if len(self._buf) < end + 4 + length:
-            return
-        body = self._buf[end + 4 : end + 4 + length]
-        self._buf = self._buf[end + 4 + length :]
+            elif k == "transfer-encoding" and "chunked" in v.lower():
+                chunked = True
+        if chunked:
+            parsed = _dechunk(self._buf, end + 4)
+            if parsed is None:
+                return
+            body, consumed = parsed
+            self._buf = self._buf[consumed:]
+        else:
+            if len(self._buf) < end + 4 + length:
+                return
+            body = self._buf[end + 4 : end + 4 + length]
+            self._buf = self._buf[end + 4 + length :]
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result((status, body))
 

@@ -294,3 +294,23 @@ def test_failures_are_classified():
         False,
     )
     assert res["failures"] == {"connect_refused": 2}
+
+
+def test_http_client_reads_chunked_and_length_bodies():
+    h = pusher.HTTPClient("127.0.0.1", 80)
+    got: list[tuple[int, bytes]] = []
+
+    class Waiter:
+        def done(self) -> bool:
+            return False
+
+        def set_result(self, r: tuple[int, bytes]) -> None:
+            got.append(r)
+
+    h._waiter = Waiter()  # type: ignore[assignment]
+    h.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n")
+    assert not got
+    h.data_received(b"0\r\n\r\nHTTP/1.1 401 No\r\nContent-Length: 3\r\n\r\nab")
+    assert got == [(200, b"{}")]
+    h.data_received(b"c")
+    assert got[-1] == (401, b"abc")
