@@ -197,8 +197,8 @@ def wait_quiet(max_wait: float, log: Callable[[str], None], limit: float = 0.3) 
             waited = True
 
 
-def run_server(
-    name: str,
+def run_all(
+    names: list[str],
     pool: ServerPool,
     params: dict[str, dict[str, Any]],
     runs: int,
@@ -206,77 +206,94 @@ def run_server(
     log: Callable[[str], None],
     quiet_wait: float = 0.0,
     protocol: str = "native",
-) -> dict[str, Any]:
-    spec = SERVERS[name]
-    per: dict[str, Any] = {}
-    command = spec.command if protocol == "native" else spec.pusher_command
-    assert command is not None
+) -> dict[str, dict[str, Any]]:
+    """Every job against every server, runs interleaved (run 1 of each server, then run 2...).
+
+    Interleaving spreads a drifting background load evenly over the servers instead of
+    charging it to whichever server happened to run while the host was busy. Idle servers
+    stay up (pinned, doing nothing) between their turns; hold gets a fresh server per run
+    so the RSS baseline is honest.
+    """
+    per: dict[str, dict[str, Any]] = {n: {} for n in names}
     for scenario, app in JOBS if protocol == "native" else PUSHER_JOBS:
-        results: list[dict[str, Any]] = []
-        raw_last: dict[str, Any] = {}
-        proc = None
-        port = 0
+        procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        raw_last: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
         try:
             for i in range(runs):
-                # hold needs a fresh server each run so the RSS baseline is honest.
-                if proc is None or scenario == "hold":
-                    if proc is not None:
-                        pool.stop(proc)
-                    port = free_port(HOST)
-                    proc = pool.start(
-                        command(HOST, port, SECRET, app),
-                        HOST,
-                        port,
-                        f"{name}-{protocol}-{scenario}",
-                        SERVER_CPU if pin else None,
+                for name in names:
+                    if name in failed:
+                        continue
+                    spec = SERVERS[name]
+                    command = spec.command if protocol == "native" else spec.pusher_command
+                    assert command is not None
+                    try:
+                        if name not in procs or scenario == "hold":
+                            if name in procs:
+                                pool.stop(procs.pop(name)[0])
+                            port = free_port(HOST)
+                            proc = pool.start(
+                                command(HOST, port, SECRET, app),
+                                HOST,
+                                port,
+                                f"{name}-{protocol}-{scenario}",
+                                SERVER_CPU if pin else None,
+                            )
+                            procs[name] = (proc, port)
+                            time.sleep(0.3)
+                        proc, port = procs[name]
+                        cfg = RunConfig(
+                            scenario=scenario,
+                            host=HOST,
+                            port=port,
+                            secret=SECRET,
+                            server_pids=[proc.pid],
+                            server_children=spec.multiprocess,
+                            cpus=[GEN_CPU] if pin else [],
+                            timeout=240.0,
+                            label=name,
+                            protocol=protocol,
+                        )
+                        for k, v in params[scenario].items():
+                            setattr(cfg, k, v)
+                        idle_busy = wait_quiet(quiet_wait, log)
+                        res = run(cfg, show_progress=False)
+                    except (BenchError, RuntimeError, OSError) as exc:
+                        log(f"  {name:<10} {scenario:<7} FAILED: {exc}")
+                        failed[name] = str(exc)
+                        continue
+                    res["host"]["busy_before_cores"] = idle_busy
+                    raw_last[name] = res
+                    results[name].append(public(res))
+                    first = FIGURES[scenario][0][0]
+                    val = median_figures(scenario, [results[name][-1]])[first]
+                    flags = sorted({w.split(":")[0] for w in res["warnings"]})
+                    shown = "-" if val is None else f"{val:.2f}"
+                    log(
+                        f"  {name:<10} {scenario:<7} run {i + 1}/{runs}: {first} = {shown} "
+                        f"{flags or ''}"
                     )
-                    time.sleep(0.3)
-                cfg = RunConfig(
-                    scenario=scenario,
-                    host=HOST,
-                    port=port,
-                    secret=SECRET,
-                    server_pids=[proc.pid],
-                    server_children=spec.multiprocess,
-                    cpus=[GEN_CPU] if pin else [],
-                    timeout=240.0,
-                    label=name,
-                    protocol=protocol,
-                )
-                for k, v in params[scenario].items():
-                    setattr(cfg, k, v)
-                idle_busy = wait_quiet(quiet_wait, log)
-                res = run(cfg, show_progress=False)
-                res["host"]["busy_before_cores"] = idle_busy
-                raw_last = res
-                results.append(public(res))
-                fig = median_figures(scenario, [results[-1]])
-                first = FIGURES[scenario][0][0]
-                flags = sorted({w.split(":")[0] for w in res["warnings"]})
-                val = fig[first]
-                shown = "-" if val is None else f"{val:.2f}"
-                log(
-                    f"  {name:<10} {scenario:<7} run {i + 1}/{runs}: {first} = {shown} {flags or ''}"
-                )
-        except (BenchError, RuntimeError, OSError) as exc:
-            log(f"  {name:<10} {scenario:<7} FAILED: {exc}")
-            per[scenario] = {"error": str(exc), "runs": results}
-            continue
         finally:
-            if proc is not None:
+            for proc, _port in procs.values():
                 pool.stop(proc)
-        per[scenario] = {
-            "runs": results,
-            "median": median_figures(scenario, results),
-            "generator_bound_runs": sum(
-                1 for r in results if any("GENERATOR" in w for w in r["warnings"])
-            ),
-            "host_busy_runs": sum(
-                1 for r in results if any("HOST-BUSY" in w for w in r["warnings"])
-            ),
-            "_raw": raw_last.get("_raw_latency_ms", {}),
-            "_timeline": raw_last.get("timeline", []),
-        }
+        for name in names:
+            rs = results[name]
+            if name in failed:
+                per[name][scenario] = {"error": failed[name], "runs": rs}
+                continue
+            per[name][scenario] = {
+                "runs": rs,
+                "median": median_figures(scenario, rs),
+                "generator_bound_runs": sum(
+                    1 for r in rs if any("GENERATOR" in w for w in r["warnings"])
+                ),
+                "host_busy_runs": sum(
+                    1 for r in rs if any("HOST-BUSY" in w for w in r["warnings"])
+                ),
+                "_raw": raw_last.get(name, {}).get("_raw_latency_ms", {}),
+                "_timeline": raw_last.get(name, {}).get("timeline", []),
+            }
     return per
 
 
@@ -439,7 +456,8 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
         f"{m.get('loadavg_at_start', '?')} (the machine may be shared: see the `!` marks)",
         f"- method: each server pinned to CPU {SERVER_CPU}, the generator (uvgate-bench, "
         f"hand-rolled client framing on uvloop) to CPU {GEN_CPU}; every figure is the median of "
-        f"{data['runs']} run(s); loopback only. Job sizes: "
+        f"{data['runs']} run(s), the runs of the servers interleaved (run 1 of each, then run 2...) "
+        "so a drifting background load is shared; loopback only. Job sizes: "
         + "; ".join(f"{k} {v}" for k, v in data["params"].items()),
         "- read the **server CPU per unit** columns (us of server CPU per connection, message or "
         "delivery = the inverse of its capacity per core): on one loopback machine the Python "
@@ -538,25 +556,20 @@ def compare_main(args: argparse.Namespace) -> int:
         f"{'quick' if quick else 'full'}; server on CPU {SERVER_CPU}, generator on CPU {GEN_CPU}"
     )
     with ServerPool(os.path.join(outdir, "tmp")) as pool:
+        ready: list[str] = []
         for name in names:
             why = SERVERS[name].check()
             if why:
                 log(f"  {name:<10} skipped: {why}")
                 data["skipped"][name] = why
-                continue
-            data["servers"][name] = {
-                "scenarios": run_server(name, pool, params, runs, pin, log, quiet_wait)
-            }
+            else:
+                ready.append(name)
+        per = run_all(ready, pool, params, runs, pin, log, quiet_wait)
+        data["servers"] = {n: {"scenarios": per[n]} for n in ready}
         if args.pusher:
-            data["pusher"] = {}
-            for name in names:
-                if SERVERS[name].pusher_command is None or name in data["skipped"]:
-                    continue
-                data["pusher"][name] = {
-                    "scenarios": run_server(
-                        name, pool, params, runs, pin, log, quiet_wait, protocol="pusher"
-                    )
-                }
+            pnames = [n for n in ready if SERVERS[n].pusher_command is not None]
+            per = run_all(pnames, pool, params, runs, pin, log, quiet_wait, protocol="pusher")
+            data["pusher"] = {n: {"scenarios": per[n]} for n in pnames}
     ref = "uvgate" if "uvgate" in data["servers"] else ("raw" if "raw" in data["servers"] else None)
     tag = "compare-quick" if quick else "compare"
     charts = plot_compare(data, outdir, tag)
