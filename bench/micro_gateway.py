@@ -72,14 +72,14 @@ def run(n_conn: int = 20000, n_msg: int = 200000) -> dict[str, float]:
         for _ in range(n_conn):
             conn = Conn(gw)
             t = FakeTransport()
-            conn.connection_made(t)  # type: ignore[arg-type]
+            conn.connection_made(t)
             conn.data_received(REQUEST)
             conn.data_received(auth)
             conn.data_received(close)
             conn.connection_lost(None)
         per_conn = (time.perf_counter() - start) / n_conn * 1e6
         conn = Conn(gw)
-        conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+        conn.connection_made(FakeTransport())
         conn.data_received(REQUEST)
         conn.data_received(auth)
         msg = encode_client_frame(OP_TEXT, b"x" * 32)
@@ -92,20 +92,20 @@ def run(n_conn: int = 20000, n_msg: int = 200000) -> dict[str, float]:
         from pathlib import Path
 
         sys.path.insert(0, str(Path(__file__).parent / "peers"))
-        from raw_probe import Probe  # type: ignore[import-not-found]
+        from raw_probe import Probe
 
         key = SECRET.encode()
         start = time.perf_counter()
         for _ in range(n_conn):
             probe = Probe(key, False)
-            probe.connection_made(FakeTransport())  # type: ignore[arg-type]
+            probe.connection_made(FakeTransport())
             probe.data_received(REQUEST)
             probe.data_received(auth)
             probe.data_received(close)
             probe.connection_lost(None)
         raw_conn = (time.perf_counter() - start) / n_conn * 1e6
         probe = Probe(key, False)
-        probe.connection_made(FakeTransport())  # type: ignore[arg-type]
+        probe.connection_made(FakeTransport())
         probe.data_received(REQUEST)
         probe.data_received(auth)
         start = time.perf_counter()

@@ -132,6 +132,8 @@ def _has_token(value: str, token: str) -> bool:
     value = value.lower()
     if value == token:
         return True
+    if "," not in value:  # one token: no list to walk (the usual case)
+        return value.strip(" \t") == token
     return any(part.strip(" \t") == token for part in value.split(","))
 
 
@@ -237,6 +239,13 @@ class Upgrade:
     response_extensions: str | None
 
 
+# Same descriptor shortcut as for Request: one Upgrade per accepted connection.
+_set_key, _set_subprotocol, _set_deflate, _set_extensions = (
+    Upgrade.__dict__[name].__set__
+    for name in ("key", "subprotocol", "deflate", "response_extensions")
+)
+
+
 def is_upgrade(req: Request) -> bool:
     """Cheap test: does the request ask for a WebSocket (Upgrade: websocket)?"""
     up = req.headers.get("upgrade")
@@ -310,7 +319,12 @@ def check_upgrade(
             negotiated = negotiate(ext)
             if negotiated is not None:
                 params, answer = negotiated
-    return Upgrade(key, subprotocol, params, answer)
+    upgrade = _new(Upgrade)
+    _set_key(upgrade, key)
+    _set_subprotocol(upgrade, subprotocol)
+    _set_deflate(upgrade, params)
+    _set_extensions(upgrade, answer)
+    return upgrade
 
 
 def accept_key(key: str) -> str:
@@ -337,10 +351,15 @@ _ACCEPT_HEAD = (
     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Accept: "
 )
+_ACCEPT_HEAD_B = _ACCEPT_HEAD.encode("latin-1")
 
 
 def accept_response(upgrade: Upgrade, extra_headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """The complete 101 response (RFC 6455 4.2.2 item 5)."""
+    if upgrade.subprotocol is None and upgrade.response_extensions is None and not extra_headers:
+        # The common reply, built as bytes in one go (no str join and re-encode).
+        digest = hashlib.sha1(upgrade.key.encode("ascii") + WS_GUID).digest()
+        return _ACCEPT_HEAD_B + binascii.b2a_base64(digest, newline=False) + b"\r\n\r\n"
     parts = [_ACCEPT_HEAD, accept_key(upgrade.key), "\r\n"]
     if upgrade.subprotocol is not None:
         parts.append(f"Sec-WebSocket-Protocol: {upgrade.subprotocol}\r\n")

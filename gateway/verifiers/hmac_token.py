@@ -17,6 +17,22 @@ from .. import tokens
 from . import _options
 from .base import AuthFailed, BaseVerifier, ConnectionInfo, Identity, token_of
 
+# Identity is a frozen dataclass; setting its slots through the member
+# descriptors skips the per-field object.__setattr__ of the generated __init__
+# (this verifier runs once per connection). The result is the same frozen value.
+_new = object.__new__
+_set_user = Identity.__dict__["user"].__set__
+_set_info = Identity.__dict__["info"].__set__
+_set_groups = Identity.__dict__["groups"].__set__
+
+
+def _identity(user: str, info: Any, groups: tuple[str, ...]) -> Identity:
+    identity = _new(Identity)
+    _set_user(identity, user)
+    _set_info(identity, info)
+    _set_groups(identity, groups)
+    return identity
+
 
 class HmacVerifier(BaseVerifier):
     """Check ``v1.`` tokens signed with a shared secret.
@@ -51,4 +67,4 @@ class HmacVerifier(BaseVerifier):
             raise AuthFailed(closecodes.AUTH_FAILED, "malformed claims")
         if info is not None and not isinstance(info, dict):
             raise AuthFailed(closecodes.AUTH_FAILED, "malformed claims")
-        return Identity(claims["sub"], info, groups)
+        return _identity(claims["sub"], info, groups)
