@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -76,12 +77,20 @@ def _serve(args: argparse.Namespace) -> int:
     if config.verifier == "hmac" and not config.secret and "secret" not in config.verifier_options:
         config = config.replace(secret=secrets.token_urlsafe(32))
         demo_secret = True
+    # Like ``python -m``: a ``pkg.mod:Name`` verifier or app in the current
+    # directory can be loaded by the installed ``uvgate`` script too.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
-        # Building a gateway (not started) loads the verifier and the app, so a bad
-        # option is one clear line here instead of a traceback in every worker.
+        # Building a gateway (not started) loads the verifier and the app, and the
+        # app store checks the Pusher apps, so a bad option is one clear line here
+        # instead of a traceback in every worker.
+        from gateway.pusher import build_store
         from gateway.server import Gateway
 
-        Gateway(config)
+        Gateway(config.replace(pusher=False))
+        if config.pusher:
+            build_store(config)
     except (ValueError, TypeError, OSError) as exc:
         print(f"uvgate: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -93,17 +102,20 @@ def _serve(args: argparse.Namespace) -> int:
             f"(verifier={config.verifier}, app={config.app}, workers={config.workers})",
             flush=True,
         )
-        if config.verifier == "hmac":
-            secret = config.secret or config.verifier_options.get("secret", "")
-            token = issue_token(secret, "demo-user", 3600)
-            if demo_secret:
-                print(
-                    "WARNING: no --secret given; using a random secret for this run only.",
-                    flush=True,
-                )
+        if config.verifier == "hmac" and demo_secret:
+            # A token is printed only for the throw-away secret of this run: with
+            # a configured secret it would be a real credential in the logs.
+            token = issue_token(config.secret or "", "demo-user", 3600)
+            print(
+                "WARNING: no --secret given; using a random secret for this run only.", flush=True
+            )
             print("Connect with any WebSocket client and send as the first message:", flush=True)
             print(f'  {{"type":"auth","token":"{token}"}}', flush=True)
             print("  (a demo token for user 'demo-user', valid one hour)", flush=True)
+        elif config.verifier == "hmac":
+            print(
+                "Issue tokens with: uvgate token --secret <your secret> --sub <user id>", flush=True
+            )
 
     try:
         return run(config, on_ready)

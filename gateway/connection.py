@@ -547,7 +547,10 @@ class Connection(asyncio.Protocol):
             # asking the transport how much is queued.
             if self.transport.get_write_buffer_size() + len(frame) > self.gw.config.max_send_buffer:
                 self.gw.stats.slow_consumers += 1
-                self.abort(closecodes.SLOW_CONSUMER, "slow consumer")
+                # Queue nothing more but the close frame: a peer that catches up
+                # within close_timeout learns why (4413); one that does not is
+                # aborted by the closing sweep, so the buffer stops growing here.
+                self.close(closecodes.SLOW_CONSUMER, "slow consumer")
                 return False
         self._write(frame)
         return True

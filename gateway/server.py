@@ -314,10 +314,11 @@ class Gateway:
                 self._next_sweep = now + SWEEP
                 self._sweep(self.pending, now)
                 self._sweep(self.closing, now)
-            interval = self.config.ping_interval
             # Sweep a few times per interval: a silent peer is pinged between
             # ``interval`` and 1.25 x ``interval``, at a cost of one pass over
             # the registry every interval/4 (about 10 ms per 100k connections).
+            # With pings off, the idle close still runs, on the idle timeout's clock.
+            interval = self.config.ping_interval or self.config.idle_timeout
             if interval > 0 and now - self._last_heartbeat >= max(interval / 4, TICK):
                 self._last_heartbeat = now
                 self._heartbeat(now)
@@ -349,5 +350,5 @@ class Gateway:
             silent = now - conn.last_seen
             if idle > 0 and silent >= idle:
                 conn.close(closecodes.GOING_AWAY, "idle timeout")
-            elif silent >= interval and not conn.pinged:
+            elif interval > 0 and silent >= interval and not conn.pinged:
                 conn.ping()

@@ -8,6 +8,7 @@ own registry; its index is part of every connection id it issues.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -67,6 +68,10 @@ def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
     restarts: list[float] = []
+    # Each worker writes one byte here once it listens, so "ready" means every
+    # worker accepts (with SO_REUSEPORT the kernel spreads new connections only
+    # over the sockets bound so far).
+    ready_r, ready_w = os.pipe()
 
     def spawn(index: int) -> None:
         pid = os.fork()
@@ -74,8 +79,16 @@ def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
+
+            def listening(_port: int) -> None:
+                # A worker restarted later finds the pipe closed: harmless.
+                with contextlib.suppress(OSError):
+                    os.write(ready_w, b"1")
+
             try:
-                _run_loop(config, index, None)
+                with contextlib.suppress(OSError):
+                    os.close(ready_r)
+                _run_loop(config, index, listening)
             except BaseException:
                 log.exception("worker %d crashed", index)
                 code = 1
@@ -98,9 +111,8 @@ def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
     signal.signal(signal.SIGINT, forward)
     for index in range(config.workers):
         spawn(index)
-    if on_ready is not None:
-        # Workers bind within milliseconds; announce once the port accepts.
-        _wait_listening(config.host, config.port, 10.0)
+    os.close(ready_w)
+    if _wait_ready(ready_r, config.workers, 15.0) and on_ready is not None:
         on_ready(config.port)
     status = 0
     while children:
@@ -115,7 +127,9 @@ def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
             continue
         code = os.waitstatus_to_exitcode(wstatus)
         if stopping:
-            if code != 0:
+            # A worker still starting up dies of the SIGTERM we forwarded (its
+            # handler is not installed yet): that is a clean stop too.
+            if code not in (0, -signal.SIGTERM):
                 status = 1
             continue
         now = time.monotonic()
@@ -132,11 +146,22 @@ def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
     return status
 
 
-def _wait_listening(host: str, port: int, timeout: float) -> None:
+def _wait_ready(fd: int, workers: int, timeout: float) -> bool:
+    """Wait until ``workers`` workers reported listening; False on timeout or death."""
+    import select
+
+    seen = 0
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.02)
+    try:
+        while seen < workers:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                log.error("only %d of %d workers listening after %.0f s", seen, workers, timeout)
+                return False
+            chunk = os.read(fd, workers)
+            if not chunk:  # every worker exited before listening
+                return False
+            seen += len(chunk)
+        return True
+    finally:
+        os.close(fd)

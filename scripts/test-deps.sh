@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond the Python packages: node + npm (pusher-js and
-# laravel-echo tests) and redis-server (scale-out tests). Installed with apt-get when missing.
+# laravel-echo tests). Installed with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()

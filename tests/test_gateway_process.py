@@ -57,10 +57,14 @@ class Served:
                 break
             lines.append(line)
             if "listening on" in line:
-                # The demo-token lines follow the banner immediately.
+                # With hmac one line follows: the demo-token warning (then three
+                # more lines with the token) or how to issue tokens.
                 if "hmac" in line:
-                    for _ in range(3):
-                        lines.append(self.proc.stdout.readline())
+                    follow = self.proc.stdout.readline()
+                    lines.append(follow)
+                    if follow.startswith("WARNING"):
+                        for _ in range(3):
+                            lines.append(self.proc.stdout.readline())
                 return "".join(lines)
         self.stop()
         raise AssertionError(f"gateway did not start: {''.join(lines)} {self.proc.stderr.read()}")
@@ -138,6 +142,8 @@ def test_env_and_flags_configure(tmp_path: Path):
         "--secret", "flag-secret", env={"UVGATE_APP": "chat", "UVGATE_SECRET": "env-secret"}
     ) as served:
         assert "app=chat" in served.banner
+        # A configured secret is a real credential: no token is printed for it.
+        assert "v1." not in served.banner and "uvgate token --secret" in served.banner
         from gateway.tokens import issue_token
 
         async def main():
@@ -315,3 +321,45 @@ def test_http_callback_verifier_against_a_real_endpoint(arun):
             await runner.cleanup()
 
     arun(main())
+
+
+def test_a_crashed_worker_is_restarted():
+    with Served("--workers", "2", "--secret", "w") as served:
+        import re
+
+        children = subprocess.run(
+            ["pgrep", "-P", str(served.proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(children) == 2
+        os.kill(int(children[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = subprocess.run(
+                ["pgrep", "-P", str(served.proc.pid)], capture_output=True, text=True
+            ).stdout.split()
+            if len(now) == 2 and children[0] not in now:
+                break
+            time.sleep(0.1)
+        assert len(now) == 2 and children[0] not in now
+        from gateway.tokens import issue_token
+
+        async def main():
+            seen = set()
+            for i in range(200):  # until the restarted worker answers too
+                try:
+                    async with connect(f"ws://127.0.0.1:{served.port}/ws") as ws:
+                        await ws.send(
+                            json.dumps({"type": "auth", "token": issue_token("w", f"u{i}")})
+                        )
+                        seen.add(owner_of(json.loads(await ws.recv())["id"])[1])
+                except OSError:
+                    pass
+                if seen == {0, 1}:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"only workers {seen} answered")
+
+        run_checked(main())
+        code, err = served.stop()
+        assert code == 0, err
+        assert re.search(r"worker \d exited unexpectedly", err)

@@ -2,7 +2,7 @@
 
 Each entry maps a token to a user id, or to ``{user, info, groups}``::
 
-    [verifier.options.tokens]
+    [verifier_options.tokens]
     "s3cr3t-alice" = "alice"
     "s3cr3t-bot" = { user = "bot", groups = ["ops"], info = { role = "bot" } }
 
