@@ -132,12 +132,8 @@ class NativeHandler:
     def _verify(self, conn: Connection, message: dict[str, Any]) -> None:
         try:
             result = self.verifier.verify(message, connection_info(conn))
-        except AuthFailed as exc:
-            self.refuse(conn, exc.code, exc.reason)
-            return
-        except Exception:
-            log.exception("verifier %s failed", self.verifier_name)
-            self.refuse(conn, closecodes.INTERNAL_ERROR, "internal error")
+        except Exception as exc:
+            self._verifier_raised(conn, exc)
             return
         if type(result) is not Identity and inspect.isawaitable(result):
             conn.begin_async_auth()
@@ -148,15 +144,19 @@ class NativeHandler:
     async def _verify_async(self, conn: Connection, pending: Awaitable[Identity]) -> None:
         try:
             identity = await pending
-        except AuthFailed as exc:
-            self.refuse(conn, exc.code, exc.reason)
-            return
-        except Exception:
-            log.exception("verifier %s failed", self.verifier_name)
-            self.refuse(conn, closecodes.INTERNAL_ERROR, "internal error")
+        except Exception as exc:
+            self._verifier_raised(conn, exc)
             return
         self._accept(conn, identity)
         conn.resume_after_auth()
+
+    def _verifier_raised(self, conn: Connection, exc: Exception) -> None:
+        """AuthFailed refuses with its code; anything else is a bug: 1011, details logged only."""
+        if isinstance(exc, AuthFailed):
+            self.refuse(conn, exc.code, exc.reason)
+            return
+        log.error("verifier %s failed", self.verifier_name, exc_info=exc)
+        self.refuse(conn, closecodes.INTERNAL_ERROR, "internal error")
 
     def _accept(self, conn: Connection, identity: Any) -> None:
         if conn.state is not AWAITING_AUTH and conn.state is not AUTHENTICATING:
