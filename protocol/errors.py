@@ -22,9 +22,7 @@ class ProtocolError(Exception):
 class HandshakeError(ProtocolError):
     """The HTTP request cannot become a WebSocket: answer with ``status``."""
 
-    def __init__(
-        self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()
-    ) -> None:
+    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(reason)
         self.status = status
         self.headers = headers
