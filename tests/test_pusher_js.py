@@ -80,13 +80,13 @@ def apps(webhook_port: int) -> dict[str, dict[str, object]]:
             "key": "js-signin-first-key",
             "secret": "js-signin-first-secret",
             "first_message": "signin",
-            "require_auth_within": 1.5,
+            "require_auth_within": 2.5,
         },
         "deadline": {
             "id": "js-deadline",
             "key": "js-deadline-key",
             "secret": "js-deadline-secret",
-            "require_auth_within": 1.5,
+            "require_auth_within": 2.5,
         },
     }
 

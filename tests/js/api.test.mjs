@@ -11,6 +11,7 @@ import {
   echoClient,
   once,
   pusherClient,
+  roundTrip,
   serverLib,
   sleep,
   startAuthServer,
@@ -88,7 +89,7 @@ test('GET /channels/{name}: occupied and subscription_count follow real subscrip
   const during = await (await lib.get({ path: `/channels/${name}`, params: { info: 'subscription_count' } })).json();
   assert.deepEqual(during, { occupied: true, subscription_count: 2 });
   b.unsubscribe(name);
-  await sleep(150);
+  await roundTrip(b);
   const after = await (await lib.get({ path: `/channels/${name}`, params: { info: 'subscription_count' } })).json();
   assert.deepEqual(after, { occupied: true, subscription_count: 1 });
 });
@@ -116,7 +117,7 @@ test('client events: over 10 per second the sender gets 4301 and stays connected
   for (let i = 0; i < 20; i += 1) chA.whisper('spam', { i });
   await waitUntil(() => pa.log.codes.includes(4301), `error 4301 (got ${JSON.stringify(pa.log.codes)})`);
   await sleep(300);
-  assert.ok(heard >= 9 && heard <= 11, `relayed ${heard} of 20`);
+  assert.ok(heard >= 9 && heard <= 12, `relayed ${heard} of 20`);
   assert.equal(pa.connection.state, 'connected');
 });
 

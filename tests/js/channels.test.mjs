@@ -9,6 +9,7 @@ import {
   echoClient,
   once,
   pusherClient,
+  roundTrip,
   serverLib,
   sleep,
   startAuthServer,
@@ -65,7 +66,7 @@ test('public channel: events after unsubscribe are not delivered', async () => {
     if (m.channel === name && m.event === 'late') count += 1;
   });
   client.unsubscribe(name);
-  await sleep(100);
+  await roundTrip(client);
   await lib.trigger(name, 'late', {});
   await sleep(300);
   assert.equal(count, 0);

@@ -265,6 +265,25 @@ export function echoClient({ app = CLOSE_APP, auth, user, EchoClass = Echo, Push
   return echo;
 }
 
+/**
+ * Send pusher:ping and wait for the pusher:pong: the gateway handles a socket's messages in
+ * order, so everything the client sent before (an unsubscribe...) has then been processed.
+ */
+export async function roundTrip(client, what = 'pusher:pong') {
+  const pusher = client.connector ? client.connector.pusher : client;
+  const pong = deferred(what);
+  const cb = (m) => {
+    if (m.event === 'pusher:pong') pong.resolve();
+  };
+  pusher.connection.bind('message', cb);
+  pusher.send_event('pusher:ping', {});
+  try {
+    await pong;
+  } finally {
+    pusher.connection.unbind('message', cb);
+  }
+}
+
 /** Wait for a client (pusher-js or Echo) to reach the "connected" state. */
 export async function connected(client) {
   const pusher = client.connector ? client.connector.pusher : client;
