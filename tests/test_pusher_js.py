@@ -92,12 +92,20 @@ def apps(webhook_port: int) -> dict[str, dict[str, object]]:
 
 
 def write_config(
-    path: Path, port: int, all_apps: dict[str, dict[str, object]], workers: int = 1
+    path: Path,
+    port: int,
+    all_apps: dict[str, dict[str, object]],
+    workers: int = 1,
+    tls: tuple[Path, Path] | None = None,
 ) -> None:
     lines = [
         'host = "127.0.0.1"',
         f"port = {port}",
         f"workers = {workers}",
+    ]
+    if tls is not None:
+        lines += [f"certfile = {json.dumps(str(tls[0]))}", f"keyfile = {json.dumps(str(tls[1]))}"]
+    lines += [
         "node_id = 42",
         'log_level = "warning"',
         "shutdown_grace = 1.0",
@@ -112,6 +120,46 @@ def write_config(
             lines.append("[[apps.webhooks]]")
             lines.extend(f"{k} = {_toml_value(v)}" for k, v in hook.items())
     path.write_text("\n".join(lines) + "\n")
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1 (node trusts it via NODE_EXTRA_CA_CERTS)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    alt = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(alt, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certfile, keyfile
 
 
 def free_port() -> int:
@@ -188,6 +236,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     workers_port = free_port()
     workers_config = tmp / "workers.toml"
     write_config(workers_config, workers_port, all_apps, workers=2)
+    # tls.test.mjs runs a wss:// gateway of its own.
+    tls = self_signed(tmp)
+    tls_port = free_port()
+    tls_config = tmp / "tls.toml"
+    write_config(tls_config, tls_port, all_apps, tls=tls)
     log = tmp / "gateway.log"
     # The gateway reads UVGATE_<OPTION> variables: none of the caller's may leak in.
     env = {k: v for k, v in os.environ.items() if not k.startswith("UVGATE_")}
@@ -213,6 +266,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             "UVGATE_JS_RESTART_PORT": str(restart_port),
             "UVGATE_JS_WORKERS_CONFIG": str(workers_config),
             "UVGATE_JS_WORKERS_PORT": str(workers_port),
+            "UVGATE_JS_TLS_CONFIG": str(tls_config),
+            "UVGATE_JS_TLS_PORT": str(tls_port),
+            "NODE_EXTRA_CA_CERTS": str(tls[0]),
             "UVGATE_JS_GATEWAY_LOG": str(log),
         }
     finally:
