@@ -7,8 +7,8 @@
 
 Both passes = 1.*-10.* against the plain server, then 12.*/13.* against ``--deflate`` (the
 client offers permessage-deflate only in 12.*/13.*, so 1.*-10.* would repeat). 12.*/13.*
-echo 216 x 1000 messages of up to 128 KiB through zlib and take most of the time: about
-5 min on an idle 2-core machine, 9-10 min on a busy one (tests/conformance/RESULTS.md).
+echo 216 x 1000 messages of up to 128 KiB through zlib and take most of the time: 536
+CPU-seconds in all, 10 min wall on a busy 2-core machine (tests/conformance/RESULTS.md).
 
 The gateway runs as a subprocess on a free port of 127.0.0.1 and is stopped by its pid.
 kosoku (PyPI, the Autobahn case files on a Rust runner) drives it, one kosoku process per
