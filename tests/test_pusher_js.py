@@ -52,7 +52,7 @@ APPS = {
         "client_events": True,
         "auth_failure": "error",
         "max_presence_members": 3,  # api.test.mjs fills a presence channel
-        "cache_ttl": 1,  # api.test.mjs waits for a cached event to expire
+        "cache_ttl": 2,  # api.test.mjs waits for a cached event to expire
     },
 }
 
