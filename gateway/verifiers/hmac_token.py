@@ -49,7 +49,7 @@ class HmacVerifier(BaseVerifier):
     name = "hmac"
 
     def __init__(self, *, secret: str, leeway: float = 0) -> None:
-        self._key = _options.string(self.name, "secret", secret).encode()
+        self._key = tokens.TokenKey(_options.string(self.name, "secret", secret))
         self.leeway = _options.number(self.name, "leeway", leeway)
 
     def verify(self, message: Mapping[str, Any], conn: ConnectionInfo) -> Identity:
