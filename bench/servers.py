@@ -70,7 +70,8 @@ def _uvgate_cmd(workers: int = 1) -> Callable[[str, int, str, str], list[str]]:
             app,
         ]
         if workers > 1:
-            out += ["--workers", str(workers)]
+            # Native only: Pusher channels are per process, so uvgate refuses workers.
+            out += ["--workers", str(workers), "--no-pusher"]
         return out
 
     return cmd

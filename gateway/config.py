@@ -125,6 +125,14 @@ class Config:
             raise ValueError("log_format must be text or json")
         if not self.ws_path.startswith("/"):
             raise ValueError("ws_path must start with /")
+        if self.pusher and self.workers > 1:
+            # Each worker has its own channels and presence: an event triggered
+            # on one worker would silently miss the subscribers of the others.
+            raise ValueError(
+                "the Pusher protocol needs workers = 1 (channels and presence are per "
+                "process, so events would miss subscribers on other workers); "
+                "pass --no-pusher to run native-only workers"
+            )
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}

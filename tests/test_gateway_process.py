@@ -108,6 +108,11 @@ def test_bad_config_is_a_clear_error(tmp_path: Path):
         [PYTHON, "-m", "gateway", "serve", "--port", "abc"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "port" in result.stderr
+    # Pusher channels are per process: several workers would lose events.
+    result = subprocess.run(
+        [PYTHON, "-m", "gateway", "serve", "--workers", "2"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "--no-pusher" in result.stderr
     short = tmp_path / "short.toml"
     short.write_text('verifier = "jwt"\n[verifier_options]\nsecret = "short"\n')
     result = subprocess.run(
@@ -158,7 +163,7 @@ def test_env_and_flags_configure(tmp_path: Path):
 
 
 def test_workers_share_the_port_and_ids_name_the_worker():
-    with Served("--workers", "2", "--secret", "w") as served:
+    with Served("--workers", "2", "--no-pusher", "--secret", "w") as served:
         from gateway.tokens import issue_token
 
         async def main():
@@ -324,7 +329,7 @@ def test_http_callback_verifier_against_a_real_endpoint(arun):
 
 
 def test_a_crashed_worker_is_restarted():
-    with Served("--workers", "2", "--secret", "w") as served:
+    with Served("--workers", "2", "--no-pusher", "--secret", "w") as served:
         import re
 
         children = subprocess.run(
