@@ -226,6 +226,21 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_seen = self.gw.now
         state = self.state
+        if state is OPEN:
+            # The hot path: one whole message in one read, straight to its consumer,
+            # with no event object in between.
+            try:
+                payload = self.parser.feed_message(data)  # type: ignore[union-attr]
+            except FrameError as exc:
+                self._fail(exc.close_code, exc.reason)
+                return
+            if payload is not None:
+                try:
+                    self.message_cb(self, payload)
+                except Exception:
+                    log.exception("handler failed on a message (conn %s)", self.id)
+                    self.close(closecodes.INTERNAL_ERROR, "internal error")
+                return
         if state in (OPEN, AWAITING_AUTH, CLOSING):
             try:
                 events = self.parser.feed(data)  # type: ignore[union-attr]
@@ -540,19 +555,24 @@ class Connection(asyncio.Protocol):
 
     def write_frame(self, frame: bytes) -> bool:
         """Write an already framed message; False if the connection cannot take it."""
-        if self.state != OPEN:
+        if self.state is not OPEN:
             return False
-        if self.write_paused:
+        if self.write_paused and (
             # Only here, when the peer has already fallen behind, do we pay for
             # asking the transport how much is queued.
-            if self.transport.get_write_buffer_size() + len(frame) > self.gw.config.max_send_buffer:
-                self.gw.stats.slow_consumers += 1
-                # Queue nothing more but the close frame: a peer that catches up
-                # within close_timeout learns why (4413); one that does not is
-                # aborted by the closing sweep, so the buffer stops growing here.
-                self.close(closecodes.SLOW_CONSUMER, "slow consumer")
-                return False
-        self._write(frame)
+            self.transport.get_write_buffer_size() + len(frame) > self.gw.config.max_send_buffer
+        ):
+            self.gw.stats.slow_consumers += 1
+            # Queue nothing more but the close frame: a peer that catches up
+            # within close_timeout learns why (4413); one that does not is
+            # aborted by the closing sweep, so the buffer stops growing here.
+            self.close(closecodes.SLOW_CONSUMER, "slow consumer")
+            return False
+        cork = self.cork  # _write, inlined: this runs once per message sent
+        if cork is None:
+            self.transport.write(frame)
+        else:
+            cork.append(frame)
         return True
 
     def send(self, message: Any) -> bool:
@@ -573,13 +593,13 @@ class Connection(asyncio.Protocol):
 
     def send_raw(self, data: str | bytes) -> bool:
         """Send a text message for ``str``, a binary one for ``bytes`` (what echo needs)."""
+        if self.deflater is None:
+            if type(data) is str:
+                return self.write_frame(encode_text(data))
+            return self.write_frame(encode_binary(data))  # type: ignore[arg-type]
         if type(data) is str:
-            if self.deflater is not None:
-                return self._send_compressed(OP_TEXT, data.encode())
-            return self.write_frame(encode_text(data))
-        if self.deflater is not None:
-            return self._send_compressed(OP_BINARY, data)  # type: ignore[arg-type]
-        return self.write_frame(encode_binary(data))  # type: ignore[arg-type]
+            return self._send_compressed(OP_TEXT, data.encode())
+        return self._send_compressed(OP_BINARY, data)  # type: ignore[arg-type]
 
     def _send_compressed(self, opcode: int, payload: bytes) -> bool:
         """One message compressed with this connection's deflater, RSV1 set (RFC 7692 6.1).

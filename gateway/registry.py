@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from gateway.connection import OPEN
 from protocol.codecs import Codec, frame_message
 
 if TYPE_CHECKING:
@@ -185,16 +186,29 @@ class Registry:
         # Encode and frame once per codec in use (almost always one), then write
         # the same bytes to each transport. Iterate over a snapshot: a write can
         # close a slow consumer, which removes it from these very sets.
+        if exclude is None:
+            targets = list(conns)
+        else:
+            skip = self._conns.get(exclude) if isinstance(exclude, str) else exclude
+            targets = [c for c in conns if c is not skip]
         frames: dict[Codec, bytes] = {}
+        last_codec: Codec | None = None
+        data = b""
         sent = 0
-        for conn in list(conns):
-            if conn is exclude or conn.id == exclude:
-                continue
+        for conn in targets:
             codec = conn.codec
-            data = frames.get(codec)
-            if data is None:
-                data = frames[codec] = frame_message(codec, message)
-            if conn.write_frame(data):
+            if codec is not last_codec:
+                last_codec = codec
+                cached = frames.get(codec)
+                if cached is None:
+                    cached = frames[codec] = frame_message(codec, message)
+                data = cached
+            # The common case inline (open, not backed up, not inside its own read);
+            # anything else takes write_frame's full path (slow consumer, cork).
+            if conn.state is OPEN and not conn.write_paused and conn.cork is None:
+                conn.transport.write(data)
+                sent += 1
+            elif conn.write_frame(data):
                 sent += 1
         return sent
 

@@ -652,3 +652,36 @@ def test_idle_parsers_share_no_mutable_state() -> None:
     assert a.feed(frame[:10]) == []
     assert a.feed(frame[10:]) == [BinaryMessage(b"x" * 300)]
     assert a._buf == b"" and frames._EMPTY == b""
+
+
+def test_feed_message_is_the_single_frame_fast_path() -> None:
+    parser = FrameParser(max_message_size=1000)
+    assert parser.feed_message(encode_client_frame(OP_TEXT, b"hi")) == "hi"
+    assert parser.feed_message(encode_client_frame(OP_BINARY, b"\x00" * 300)) == b"\x00" * 300
+    assert parser.feed_message(encode_client_frame(OP_TEXT, b"")) == ""
+    # Anything else is left to feed(), untouched.
+    two = encode_client_frame(OP_TEXT, b"a") + encode_client_frame(OP_TEXT, b"b")
+    assert parser.feed_message(two) is None
+    assert parser.feed(two) == [TextMessage("a"), TextMessage("b")]
+    assert parser.feed_message(encode_client_frame(OP_PING, b"p")) is None
+    assert parser.feed_message(encode_client_frame(OP_TEXT, b"x", fin=False)) is None
+    assert parser.feed_message(encode_client_frame(OP_TEXT, b"y" * 1001)) is None
+    frame = encode_client_frame(OP_TEXT, b"split")
+    assert parser.feed_message(frame[:3]) is None
+    assert parser.feed(frame[:3]) == []
+    assert parser.feed_message(frame[3:]) is None  # something is buffered
+    assert parser.feed(frame[3:]) == [TextMessage("split")]
+    with pytest.raises(FrameError) as info:
+        parser.feed_message(encode_client_frame(OP_TEXT, b"\xff"))
+    assert info.value.close_code == 1007
+    assert parser.closed
+
+
+@given(st.binary(max_size=300), st.booleans())
+def test_feed_message_agrees_with_feed(payload: bytes, text: bool) -> None:
+    if text:
+        payload = payload.decode("utf-8", "replace").encode("utf-8")
+    frame = encode_client_frame(OP_TEXT if text else OP_BINARY, payload)
+    fast = FrameParser(max_message_size=1 << 16).feed_message(frame)
+    (event,) = FrameParser(max_message_size=1 << 16).feed(frame)
+    assert fast == event.data
