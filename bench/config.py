@@ -7,10 +7,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 # Sane maxima: every run is bounded in count and in time.
-MAX_CONNECTIONS = 200_000
+MAX_CONNECTIONS = 1_000_000
 MAX_DURATION_S = 600.0
 MAX_TIMEOUT_S = 1800.0
-MAX_PROCS = 32
+MAX_PROCS = 64
 MAX_MESSAGE_SIZE = 1 << 20
 MAX_DEPTH = 1024
 # Per generator process: stay well below the 20,000-fd hard cap of this machine.
