@@ -488,18 +488,26 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
     for c in charts:
         rel = os.path.relpath(c, BENCH_DIR)
         lines.append(f"![{os.path.basename(c)}]({rel})")
-    h = os.path.join(BENCH_DIR, "results", "hold100k.json")
-    if os.path.exists(h):
-        import json
+    # Every held-connections run kept under results/ (hold100k.json from `hold100k`,
+    # hold<N>.json for larger runs copied there by hand), smallest first.
+    import glob
+    import json
 
-        with open(h) as f:
-            hk = json.load(f)
+    holds = []
+    for path in glob.glob(os.path.join(BENCH_DIR, "results", "hold*.json")):
+        with open(path) as f:
+            holds.append((path, json.load(f)))
+    holds.sort(key=lambda item: item[1].get("target_connections", 0))
+    if holds:
+        lines.append("\n## Connections held against uvgate (`python -m bench hold100k`)\n")
+    for path, hk in holds:
         rss = hk.get("server_rss") or {}
         per = rss.get("per_connection")
         srv = hk.get("server") or {}
-        lines.append("\n## Connections held against uvgate (`python -m bench hold100k`)\n")
+        failures = hk.get("failures") or {}
+        name = os.path.splitext(os.path.basename(path))[0]
         lines.append(
-            f"{hk['started_at']}: {hk['label']}, {hk['generator']['procs']} generator processes "
+            f"- {hk['started_at']}: {hk['label']}, {hk['generator']['procs']} generator processes "
             f"on both cores, {len(hk['config']['sources'])} source addresses: held "
             f"**{hk['held']:,} / {hk['target_connections']:,}**, ramp {hk['ramp_s']:.0f} s, "
             f"server RSS {rss.get('baseline', 0) / 1048576:.0f} -> "
@@ -510,7 +518,8 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
                 if srv.get("cpu_us_per_connection")
                 else ""
             )
-            + ". Details: results/hold100k.md, results/hold100k.json."
+            + (f", failures {failures}" if failures else "")
+            + f". Details: results/{name}.md, results/{name}.json."
         )
     return "\n".join(lines) + "\n"
 
