@@ -119,7 +119,7 @@ class PusherHandler:
                 "pusher connection refused",
                 extra={
                     "fields": {
-                        "ip": conn.peer[0],
+                        "ip": conn.ip,
                         "conn": conn.id,
                         "code": exc.code,
                         "reason": exc.message,
@@ -317,7 +317,7 @@ class PusherHandler:
         """One log line, one count, one failure charged to the IP; then (``close``)
         ``pusher:error`` 4009 and a close with 4009."""
         gw = self.gw
-        ip = conn.peer[0]
+        ip = conn.ip
         failures = gw.limiter.record_failure(ip)
         gw.stats.auth_failed += 1
         if not close and gw.limiter.retry_after(ip):
