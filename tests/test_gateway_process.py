@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway.ids import owner_of
 from gateway.tokens import verify_token
 from tests.conftest import run_checked
+from tests.gwtest import self_signed
 
 PYTHON = sys.executable
 
@@ -181,40 +181,8 @@ def test_workers_share_the_port_and_ids_name_the_worker():
         assert code == 0, err
 
 
-def _self_signed(tmp_path: Path) -> tuple[str, str]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(certfile), str(keyfile)
-
-
 def test_wss_with_a_certificate_made_here(arun, tmp_path: Path):
-    certfile, keyfile = _self_signed(tmp_path)
+    certfile, keyfile = (str(p) for p in self_signed(tmp_path))
     client_ctx = ssl.create_default_context(cafile=certfile)
 
     async def main():

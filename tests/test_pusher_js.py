@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gwtest import self_signed
+
 ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "tests" / "js"
 NODE = shutil.which("node")
@@ -120,46 +122,6 @@ def write_config(
             lines.append("[[apps.webhooks]]")
             lines.extend(f"{k} = {_toml_value(v)}" for k, v in hook.items())
     path.write_text("\n".join(lines) + "\n")
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1 (node trusts it via NODE_EXTRA_CA_CERTS)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    alt = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(alt, critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return certfile, keyfile
 
 
 def free_port() -> int:
