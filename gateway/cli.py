@@ -116,6 +116,15 @@ def _serve(args: argparse.Namespace) -> int:
             print(
                 "Issue tokens with: uvgate token --secret <your secret> --sub <user id>", flush=True
             )
+        if config.pusher:
+            from gateway.pusher import build_store
+
+            for app in build_store(config):
+                print(
+                    f"Pusher app {app.id!r}: {scheme}://{config.host}:{port}/app/{app.key}"
+                    f"?protocol=7, HTTP API at /apps/{app.id}/",
+                    flush=True,
+                )
 
     try:
         return run(config, on_ready)
