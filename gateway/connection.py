@@ -243,7 +243,7 @@ class Connection(asyncio.Protocol):
                 return
         if state in (OPEN, AWAITING_AUTH, CLOSING):
             try:
-                events = self.parser.feed(data)  # type: ignore[union-attr]
+                events = self.parser.feed(data, tried_message=state is OPEN)  # type: ignore[union-attr]
             except FrameError as exc:
                 if exc.events:
                     # Frames before the violation were valid: handle them first.

@@ -253,14 +253,16 @@ class FrameParser:
             self._done = True
             raise FrameError(1007, "invalid utf-8") from None
 
-    def feed(self, data: bytes) -> list[Event]:
+    def feed(self, data: bytes, *, tried_message: bool = False) -> list[Event]:
+        """All events in ``data``. ``tried_message``: the caller already got None from
+        ``feed_message`` for these bytes, so the single-message check is not repeated."""
         if self._done:
             return []
         events: list[Event] | None = None
         try:
             n = len(data)
             b0 = data[0] if n else 0
-            if b0 == 0x81 or b0 == 0x82:
+            if (b0 == 0x81 or b0 == 0x82) and not tried_message:
                 message = self.feed_message(data)
                 if message is not None:
                     if type(message) is str:
