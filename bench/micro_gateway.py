@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from gateway.config import Config
+from gateway.connection import Connection
 from gateway.server import Gateway
 from gateway.tokens import issue_token
 from protocol.frames import OP_CLOSE, OP_TEXT, encode_client_frame
@@ -61,25 +62,28 @@ class FakeTransport:
 def run(n_conn: int = 20000, n_msg: int = 200000) -> dict[str, float]:
     async def main() -> dict[str, float]:
         gw = Gateway(Config(secret=SECRET, node_id=1, pusher=False))
-        gw.accepting = True
-        gw.now = asyncio.get_running_loop().time()
+        gw.state.accepting = True
+        gw.timers.now = asyncio.get_running_loop().time()
         auth = encode_client_frame(
             OP_TEXT, b'{"type":"auth","token":"' + issue_token(SECRET, "u", 3600).encode() + b'"}'
         )
         close = encode_client_frame(OP_CLOSE, b"\x03\xe8")
-        Conn = type(gw).__init__.__globals__["Connection"]
+
+        def Conn(gw: Gateway) -> Connection:
+            return Connection(gw.ctx, gw.router)
+
         start = time.perf_counter()
         for _ in range(n_conn):
             conn = Conn(gw)
             t = FakeTransport()
-            conn.connection_made(t)
+            conn.connection_made(t)  # type: ignore[arg-type]
             conn.data_received(REQUEST)
             conn.data_received(auth)
             conn.data_received(close)
             conn.connection_lost(None)
         per_conn = (time.perf_counter() - start) / n_conn * 1e6
         conn = Conn(gw)
-        conn.connection_made(FakeTransport())
+        conn.connection_made(FakeTransport())  # type: ignore[arg-type]
         conn.data_received(REQUEST)
         conn.data_received(auth)
         msg = encode_client_frame(OP_TEXT, b"x" * 32)

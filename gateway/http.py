@@ -1,21 +1,12 @@
-"""Plain HTTP on the gateway's port: the response type and the handler signature.
-
-Non-upgrade requests (the Pusher HTTP API, health and readiness checks, metrics)
-share the listening socket with WebSockets, as Pusher-compatible servers do.
-"""
+"""The response of a plain HTTP route on the gateway's port."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-
-from protocol.handshake import Request
-
-if TYPE_CHECKING:
-    from gateway.connection import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +23,3 @@ class HttpResponse:
     @classmethod
     def text(cls, status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> HttpResponse:
         return cls(status, (text + "\n").encode(), "text/plain; charset=utf-8", tuple(headers))
-
-
-# handler(request, body, connection) -> response (or an awaitable of one)
-HttpHandler = Callable[["Request", bytes, "Connection"], "HttpResponse | Awaitable[HttpResponse]"]

@@ -6,32 +6,45 @@ reason for a few shapes below: a user with one connection (the common case) maps
 straight to it, and only a second connection promotes the entry to a set; a
 connection with no groups holds ``None`` rather than an empty set.
 
-Broadcasts are encoded and framed once per codec and the same bytes are written to
-every transport (encode once, write many).
+Sends and broadcasts go through the one fan-out (``gateway.fanout``): encoded and
+framed once per codec, the same bytes written to every transport.
+
+The registry knows a connection only by the small ``Member`` protocol below, so it can be
+built and tested without sockets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from gateway.connection import OPEN
-from protocol.codecs import Codec, frame_message
-
-if TYPE_CHECKING:
-    from gateway.connection import Connection
+from gateway.fanout import Peer, write_encoded
 
 
-class Registry:
+class Member(Peer, Protocol):
+    """What the registry needs of a connection."""
+
+    user: str | None
+    groups: set[str] | None
+
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    def send(self, message: Any) -> bool: ...
+
+
+C = TypeVar("C", bound=Member)  # the gateway's Connection
+
+
+class Registry(Generic[C]):
     __slots__ = ("_conns", "_groups", "_users")
 
     def __init__(self) -> None:
-        self._conns: dict[str, Connection] = {}
-        self._users: dict[str, Connection | set[Connection]] = {}
-        self._groups: dict[str, set[Connection]] = {}
+        self._conns: dict[str, C] = {}
+        self._users: dict[str, C | set[C]] = {}
+        self._groups: dict[str, set[C]] = {}
 
     # --- membership (called by the gateway) --------------------------------------
-    def add(self, conn: Connection) -> None:
+    def add(self, conn: C) -> None:
         self._conns[conn.id] = conn
         user = conn.user
         if user is not None:
@@ -43,7 +56,7 @@ class Registry:
             else:
                 self._users[user] = {have, conn}
 
-    def remove(self, conn: Connection) -> None:
+    def remove(self, conn: C) -> None:
         """Forget ``conn`` everywhere; safe to call twice."""
         if self._conns.pop(conn.id, None) is None:
             return
@@ -69,7 +82,7 @@ class Registry:
             conn.groups = None
 
     # --- lookups ---------------------------------------------------------------
-    def get(self, conn_id: str) -> Connection | None:
+    def get(self, conn_id: str) -> C | None:
         return self._conns.get(conn_id)
 
     def __contains__(self, conn_id: object) -> bool:
@@ -87,14 +100,14 @@ class Registry:
             return len(self._groups.get(group, ()))
         return len(self._conns)
 
-    def __iter__(self) -> Iterator[Connection]:
+    def __iter__(self) -> Iterator[C]:
         # A snapshot: callers may close connections while iterating.
         return iter(list(self._conns.values()))
 
     def ids(self) -> list[str]:
         return list(self._conns)
 
-    def of_user(self, user: str) -> list[Connection]:
+    def of_user(self, user: str) -> list[C]:
         have = self._users.get(user)
         if have is None:
             return []
@@ -103,14 +116,14 @@ class Registry:
     def users(self) -> list[str]:
         return list(self._users)
 
-    def members(self, group: str) -> list[Connection]:
+    def members(self, group: str) -> list[C]:
         return list(self._groups.get(group, ()))
 
     def groups(self) -> list[str]:
         return list(self._groups)
 
     # --- groups ----------------------------------------------------------------
-    def join(self, conn_or_id: Connection | str, group: str) -> bool:
+    def join(self, conn_or_id: C | str, group: str) -> bool:
         conn = self._resolve(conn_or_id)
         if conn is None:
             return False
@@ -124,7 +137,7 @@ class Registry:
             conn.groups.add(group)
         return True
 
-    def leave(self, conn_or_id: Connection | str, group: str) -> bool:
+    def leave(self, conn_or_id: C | str, group: str) -> bool:
         conn = self._resolve(conn_or_id)
         if conn is None or not conn.groups or group not in conn.groups:
             return False
@@ -145,7 +158,7 @@ class Registry:
         return conn is not None and conn.send(message)
 
     def send_to_user(self, user: str, message: Any) -> int:
-        return self._write_encoded(self.of_user(user), message, None)
+        return write_encoded(self.of_user(user), message)
 
     def close(self, conn_id: str, code: int = 1000, reason: str = "") -> bool:
         conn = self._conns.get(conn_id)
@@ -165,54 +178,23 @@ class Registry:
         target: str | Iterable[str] | None,
         message: Any,
         *,
-        exclude: str | Connection | None = None,
+        exclude: str | C | None = None,
     ) -> int:
         """Send ``message`` to a group (``str``), to ids (iterable), or to everyone (``None``).
 
         Returns the number of connections written to.
         """
         if target is None:
-            conns: Iterable[Connection] = self._conns.values()
+            conns: Iterable[C] = self._conns.values()
         elif isinstance(target, str):
             conns = self._groups.get(target, ())
         else:
             get = self._conns.get
             conns = [c for c in map(get, target) if c is not None]
-        return self._write_encoded(conns, message, exclude)
+        skip = self._conns.get(exclude) if isinstance(exclude, str) else exclude
+        return write_encoded(conns, message, skip)
 
-    def _write_encoded(
-        self, conns: Iterable[Connection], message: Any, exclude: str | Connection | None
-    ) -> int:
-        # Encode and frame once per codec in use (almost always one), then write
-        # the same bytes to each transport. Iterate over a snapshot: a write can
-        # close a slow consumer, which removes it from these very sets.
-        if exclude is None:
-            targets = list(conns)
-        else:
-            skip = self._conns.get(exclude) if isinstance(exclude, str) else exclude
-            targets = [c for c in conns if c is not skip]
-        frames: dict[Codec, bytes] = {}
-        last_codec: Codec | None = None
-        data = b""
-        sent = 0
-        for conn in targets:
-            codec = conn.codec
-            if codec is not last_codec:
-                last_codec = codec
-                cached = frames.get(codec)
-                if cached is None:
-                    cached = frames[codec] = frame_message(codec, message)
-                data = cached
-            # The common case inline (open, not backed up, not inside its own read);
-            # anything else takes write_frame's full path (slow consumer, cork).
-            if conn.state is OPEN and not conn.write_paused and conn.cork is None:
-                conn.transport.write(data)
-                sent += 1
-            elif conn.write_frame(data):
-                sent += 1
-        return sent
-
-    def _resolve(self, conn_or_id: Connection | str) -> Connection | None:
+    def _resolve(self, conn_or_id: C | str) -> C | None:
         if isinstance(conn_or_id, str):
             return self._conns.get(conn_or_id)
         return conn_or_id if conn_or_id.id in self._conns else None

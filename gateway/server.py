@@ -1,4 +1,4 @@
-"""The gateway: listening socket, routes, timers, and graceful shutdown.
+"""The gateway: the composition root that builds the parts, wires them, and runs them.
 
 Embedding (inside any asyncio program, uvloop recommended)::
 
@@ -6,8 +6,14 @@ Embedding (inside any asyncio program, uvloop recommended)::
     await gateway.serve()            # until gateway.shutdown() or SIGTERM/SIGINT
     gateway.registry.broadcast("room", {"hello": "world"})   # from anywhere
 
-One gateway object per worker process; nothing here is a module-level singleton,
-so tests run several gateways in one process.
+Every other part receives only what it uses: a connection gets a ``ConnectionContext``
+and a router; a route gets the auth gate, the stats and its settings; the Pusher service
+gets its hub, the registry and the gate. Parts with a life of their own (the Pusher
+service, its webhook dispatcher and API listener) are components: started after the
+listener is up, stopped after the connections are closed, and scraped for metrics.
+
+One gateway object per worker process; nothing here is a module-level singleton, so
+tests run several gateways in one process.
 """
 
 from __future__ import annotations
@@ -16,53 +22,52 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
-from gateway.apps import App, load_app
+from gateway.applications import Application, CallbackApplication, load_application
+from gateway.auth import AuthGate
 from gateway.config import Config
 from gateway.connection import Connection
-from gateway.deadlines import DeadlineWheel
-from gateway.http import HttpHandler, HttpResponse
-from gateway.ids import IdFactory, default_node_id
+from gateway.context import ConnectionContext, Limits, ServerState
+from gateway.http import HttpResponse
+from gateway.listener import Listener
+from gateway.liveness import Heartbeat, LivenessSweep
+from gateway.metrics import Metric, render
 from gateway.native import NativeHandler
 from gateway.ratelimit import FailureLimiter
 from gateway.registry import Registry
-from gateway.routes import WsHandler
+from gateway.router import HttpOnly, Router
 from gateway.stats import Stats
+from gateway.tasks import TaskGroup
+from gateway.timers import Timers
 from gateway.verifiers import load_verifier
 from gateway.verifiers.base import Verifier
 from protocol import closecodes
-
-if TYPE_CHECKING:
-    from gateway.pusher.engine import PusherEngine
+from protocol.handshake import Request
+from protocol.ids import IdFactory
 
 log = logging.getLogger("uvgate.server")
 
-TICK = 0.1  # seconds: resolution of the deadline wheel and of ``gateway.now``
-# Handshake, auth and close deadlines are found by sweeping the (small) pending
-# and closing sets this often: under a slowloris flood of 20k pending sockets
-# that is ~20k float compares every 0.25 s, well under 1% of a core.
-SWEEP = 0.25
+CACHE_SWEEP = 5.0  # seconds between two passes dropping expired Pusher cache entries
 
 
-class CallbackApp:
-    """An app built from plain callbacks (any may be None)."""
+class Component(Protocol):
+    """A part with a life of its own, run by the gateway."""
 
-    def __init__(
-        self,
-        on_connect: Callable[..., Any] | None,
-        on_message: Callable[..., Any] | None,
-        on_close: Callable[..., Any] | None,
-    ) -> None:
-        noop = _noop
-        self.on_connect = on_connect or noop
-        self.on_message = on_message or noop
-        self.on_close = on_close or noop
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def metrics(self) -> Iterable[Metric]: ...
 
 
-def _noop(*args: Any) -> None:
-    return None
+def default_node_id() -> int:
+    """A stable node number 0-9999 derived from the hostname."""
+    import socket
+
+    return zlib.crc32(socket.gethostname().encode()) % 10000
 
 
 class Gateway:
@@ -71,7 +76,7 @@ class Gateway:
         config: Config | None = None,
         *,
         verifier: Verifier | None = None,
-        app: App | None = None,
+        app: Application | None = None,
         on_connect: Callable[..., Any] | None = None,
         on_message: Callable[..., Any] | None = None,
         on_close: Callable[..., Any] | None = None,
@@ -80,114 +85,126 @@ class Gateway:
         self.config = config = config or Config()
         config.validate()
         self.worker = worker
-        self.registry = Registry()
-        self.pending: set[Connection] = set()  # handshaking or not yet authenticated
-        # Out of the registry, closing handshake under way, socket not yet closed.
-        self.closing: set[Connection] = set()
+        # --- the parts every connection shares
+        self.limits = Limits.from_config(config)
+        self.timers: Timers[Connection] = Timers()
+        self.tasks = TaskGroup()
+        self.registry: Registry[Connection] = Registry()
         self.stats = Stats()
-        self.wheel = DeadlineWheel(TICK)
         self.limiter = FailureLimiter(config.auth_fail_limit, config.auth_fail_window)
         node = config.node_id if config.node_id is not None else default_node_id()
         self.ids = IdFactory(node, worker)
-        self.allowed_origins = frozenset(config.allowed_origins) if config.allowed_origins else None
-        # Ask the transport to call pause_writing well before the hard bound.
-        self.write_high_water = max(16384, min(config.max_send_buffer // 4, 262144))
-        self.now = 0.0
-        self.accepting = False
-        self._tasks: set[asyncio.Future[Any]] = set()
-        self._server: asyncio.AbstractServer | None = None
-        self._ticker: asyncio.TimerHandle | None = None
-        self._stopped: asyncio.Event | None = None
-        self._shutting_down = False
-        self._last_heartbeat = 0.0
-        self._next_sweep = 0.0
-        # Components (Pusher, webhooks...) hook into the lifecycle here: start hooks
-        # run after the listener is up, shutdown hooks after connections are closed.
-        self.start_hooks: list[Callable[[], Awaitable[None]]] = []
-        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
-
+        self.state = ServerState()
+        self.ctx = ConnectionContext(
+            self.limits,
+            self.timers,
+            self.tasks,
+            self.registry,
+            self.stats,
+            self.limiter,
+            self.ids,
+            self.state,
+        )
+        self.router = Router()
+        self.components: list[Component] = []
+        # --- authentication and the native route
         if verifier is None:
             options = dict(config.verifier_options)
             if config.verifier == "hmac" and "secret" not in options and config.secret:
                 options["secret"] = config.secret
             verifier = load_verifier(config.verifier, options)
         self.verifier = verifier
+        self.gate = AuthGate(verifier, self.limiter, self.stats, self.tasks)
+        self.heartbeat = Heartbeat(config.ping_interval, config.idle_timeout)
         if app is None:
             if on_connect or on_message or on_close:
-                app = CallbackApp(on_connect, on_message, on_close)
+                app = CallbackApplication(on_connect, on_message, on_close)
             else:
-                app = load_app(config.app, self)
+                app = load_application(config.app, self.registry, self)
         self.app = app
-
-        self._ws_exact: dict[str, WsHandler] = {}
-        self._ws_prefix: list[tuple[str, WsHandler]] = []
-        self._http_exact: dict[str, HttpHandler] = {}
-        self._http_prefix: list[tuple[str, HttpHandler]] = []
-        self.native = NativeHandler(self, verifier, app)
-        self.route_ws(config.ws_path, self.native)
-        self.route_http("/up", self._up)
-        self.route_http("/ready", self._ready)
-        self.route_http("/metrics", self._metrics)
-        # Pusher protocol v7 on /app/{key} and its HTTP API: ``self.pusher`` is the engine.
-        self.pusher: PusherEngine | None = None
+        self.native = NativeHandler(
+            self.gate,
+            app,
+            tasks=self.tasks,
+            stats=self.stats,
+            heartbeat=self.heartbeat,
+            auth_timeout=config.auth_timeout,
+        )
+        self.router.route_ws(config.ws_path, self.native)
+        self.router.route_http("/up", self._up)
+        self.router.route_http("/ready", self._ready)
+        self.router.route_http("/metrics", self._metrics)
+        # --- Pusher protocol v7 on /app/{key} and its HTTP API on /apps/
+        self.pusher = None
         if config.pusher:
-            from gateway.pusher import install
+            from gateway.pusher import build
 
-            self.pusher = install(self)
+            self.pusher = pusher = build(
+                config,
+                registry=self.registry,
+                gate=self.gate,
+                stats=self.stats,
+                heartbeat=self.heartbeat,
+            )
+            self.router.route_ws("/app/", pusher.handler, prefix=True)
+            self.router.route_http("/apps/", pusher.api.handle_apps, prefix=True)
+            self.router.route_http("/users/", pusher.api.handle_users, prefix=True)
+            self.timers.every(CACHE_SWEEP, pusher.expire)
+            self.components.append(pusher)
+        self.listener: Listener | None = None
+        self._stopped: asyncio.Event | None = None
+        self._shutting_down = False
 
-    # ------------------------------------------------------------------ routes
-    def route_ws(self, path: str, handler: WsHandler, *, prefix: bool = False) -> None:
-        if prefix:
-            self._ws_prefix.append((path, handler))
-        else:
-            self._ws_exact[path] = handler
-
-    def route_http(self, path: str, handler: HttpHandler, *, prefix: bool = False) -> None:
-        if prefix:
-            self._http_prefix.append((path, handler))
-        else:
-            self._http_exact[path] = handler
-
-    def ws_route(self, path: str) -> WsHandler | None:
-        handler = self._ws_exact.get(path)
-        if handler is None:
-            for pre, h in self._ws_prefix:
-                if path.startswith(pre):
-                    return h
-        return handler
-
-    def http_route(self, path: str) -> HttpHandler | None:
-        handler = self._http_exact.get(path)
-        if handler is None:
-            for pre, h in self._http_prefix:
-                if path.startswith(pre):
-                    return h
-        return handler
-
-    def _up(self, request: Any, body: bytes, conn: Connection) -> HttpResponse:
+    # ------------------------------------------------------------ HTTP routes
+    def _up(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
         return HttpResponse.json(200, {"status": "up"})
 
-    def _ready(self, request: Any, body: bytes, conn: Connection) -> HttpResponse:
-        if self.accepting and len(self.registry) + len(self.pending) <= self.config.max_connections:
+    def _ready(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
+        if self.state.accepting and self.ctx.open_and_pending() <= self.limits.max_connections:
             return HttpResponse.json(200, {"status": "ready", "connections": len(self.registry)})
         return HttpResponse.json(503, {"status": "not ready"})
 
-    def _metrics(self, request: Any, body: bytes, conn: Connection) -> HttpResponse:
-        gauges = {"connections": len(self.registry), "pending_connections": len(self.pending)}
-        text = self.stats.prometheus(gauges, f'{{worker="{self.worker}"}}')
-        return HttpResponse(200, text.encode(), "text/plain; version=0.0.4")
+    def _metrics(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
+        return HttpResponse(200, self.metrics_text().encode(), "text/plain; version=0.0.4")
+
+    def metrics(self) -> list[Metric]:
+        """Every metric family of this worker, read now."""
+        out = self.stats.metrics()
+        out.append(
+            Metric.single(
+                "uvgate_connections",
+                "gauge",
+                "Open (authenticated) connections",
+                len(self.registry),
+            )
+        )
+        out.append(
+            Metric.single(
+                "uvgate_pending_connections",
+                "gauge",
+                "Connections handshaking or not yet authenticated",
+                len(self.timers.pending),
+            )
+        )
+        for component in self.components:
+            out.extend(component.metrics())
+        return out
+
+    def metrics_text(self) -> str:
+        return render(self.metrics(), {"worker": str(self.worker)})
 
     # --------------------------------------------------------------- lifecycle
     @property
     def sockets(self) -> list[Any]:
-        return list(getattr(self._server, "sockets", None) or ())
+        return self.listener.sockets if self.listener is not None else []
 
     @property
     def port(self) -> int:
         """The bound port (useful with ``port=0``)."""
-        for sock in self.sockets:
-            return int(sock.getsockname()[1])
-        raise RuntimeError("gateway is not listening")
+        port = self.listener.port if self.listener is not None else None
+        if port is None:
+            raise RuntimeError("gateway is not listening")
+        return port
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.config.certfile:
@@ -196,31 +213,60 @@ class Gateway:
         ctx.load_cert_chain(self.config.certfile, self.config.keyfile)
         return ctx
 
+    def _liveness_period(self) -> float | None:
+        periods = [self.heartbeat.period]
+        if self.pusher is not None:
+            periods.append(self.pusher.handler.liveness_period())
+        known = [p for p in periods if p is not None]
+        return min(known) if known else None
+
     async def start(self, *, sock: Any = None) -> None:
         """Bind and start accepting; returns once listening."""
-        loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self.now = loop.time()
-        self._last_heartbeat = self.now
         cfg = self.config
-        kwargs: dict[str, Any] = {"backlog": cfg.backlog, "ssl": self.ssl_context()}
-        if sock is not None:
-            kwargs["sock"] = sock
-        else:
-            kwargs.update(host=cfg.host, port=cfg.port, reuse_port=cfg.workers > 1 or None)
-        self._server = await loop.create_server(lambda: Connection(self), **kwargs)
-        self.accepting = True
-        self._ticker = loop.call_later(TICK, self._tick)
-        for hook in self.start_hooks:
-            await hook()
+        tls = self.ssl_context()
+        period = self._liveness_period()
+        if period is not None:
+            self.timers.every(period, LivenessSweep(self.registry))
+        self.timers.start()
+        self.listener = Listener(
+            self.ctx,
+            self.router,
+            host=cfg.host,
+            port=cfg.port,
+            backlog=cfg.backlog,
+            ssl_context=tls,
+            reuse_port=cfg.workers > 1,
+            sock=sock,
+        )
+        if self.pusher is not None and cfg.api_port is not None:
+            if cfg.api_port != cfg.port or cfg.port == 0:
+                self.pusher.api_listener = Listener(
+                    self.ctx,
+                    HttpOnly(self.router),
+                    host=cfg.host,
+                    port=cfg.api_port,
+                    backlog=cfg.backlog,
+                    ssl_context=tls,
+                    reuse_port=cfg.workers > 1,
+                )
+        await self.listener.start()
+        self.state.accepting = True
+        for component in self.components:
+            await component.start()
         log.info(
             "listening",
             extra={"fields": {"worker": self.worker, "address": f"{cfg.host}:{self.port}"}},
         )
+        if self.pusher is not None and self.pusher.api_port is not None:
+            log.info(
+                "Pusher HTTP API listening",
+                extra={"fields": {"address": f"{cfg.host}:{self.pusher.api_port}"}},
+            )
 
     async def serve(self, *, install_signals: bool = False) -> None:
         """Start (if needed) and run until ``shutdown()`` completes."""
-        if self._server is None:
+        if self.listener is None:
             await self.start()
         assert self._stopped is not None
         if install_signals:
@@ -236,7 +282,7 @@ class Gateway:
 
     def request_shutdown(self) -> None:
         if not self._shutting_down:
-            self.track(asyncio.ensure_future(self.shutdown()))
+            self.tasks.spawn(self.shutdown())
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, close everyone with a going-away code, wait, then abort stragglers."""
@@ -245,44 +291,37 @@ class Gateway:
                 await self._stopped.wait()
             return
         self._shutting_down = True
-        self.accepting = False
+        self.state.accepting = False
         grace = self.config.shutdown_grace if grace is None else grace
         log.info(
             "shutting down", extra={"fields": {"connections": len(self.registry), "grace": grace}}
         )
-        if self._server is not None:
-            self._server.close()
-        for conn in [*self.registry, *self.pending]:
+        if self.listener is not None:
+            self.listener.close()
+        timers = self.timers
+        timers.stop_when_idle()
+        for conn in [*self.registry, *timers.pending]:
             handler = conn.handler
             code = handler.shutdown_code if handler is not None else closecodes.GOING_AWAY
             conn.close(code, "server shutting down")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while (self.registry or self.pending or self.closing) and loop.time() < deadline:
+        while (self.registry or timers.pending or timers.closing) and loop.time() < deadline:
             await asyncio.sleep(0.02)
-        for conn in [*self.registry, *self.pending, *self.closing]:
+        for conn in [*self.registry, *timers.pending, *timers.closing]:
             conn.abort(closecodes.GOING_AWAY)
-        if self._ticker is not None:
-            self._ticker.cancel()
-        for hook in self.shutdown_hooks:
+        timers.stop()
+        for component in reversed(self.components):
             try:
-                await hook()
+                await component.stop()
             except Exception:
-                log.exception("shutdown hook %r failed", hook)
-        me = asyncio.current_task()
-        others = [t for t in self._tasks if t is not me]
-        for task in others:
-            task.cancel()
-        if others:
-            await asyncio.gather(*others, return_exceptions=True)
+                log.exception("stopping %r failed", component)
+        await self.tasks.cancel_all()
         aclose = getattr(self.verifier, "aclose", None)
         if aclose is not None:
             await aclose()
-        if self._server is not None:
-            try:
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            except TimeoutError:
-                log.warning("server did not report closed within 1 s")
+        if self.listener is not None:
+            await self.listener.wait_closed()
         if self._stopped is not None:
             self._stopped.set()
         log.info("stopped")
@@ -293,62 +332,3 @@ class Gateway:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
-
-    def track(self, task: asyncio.Future[Any]) -> None:
-        """Keep a strong reference to a background task and report its failure."""
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Future[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
-
-    # ------------------------------------------------------------------ timers
-    def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.now = now = loop.time()
-        try:
-            self.wheel.expire(now, self._deadline_error)
-            if now >= self._next_sweep:
-                self._next_sweep = now + SWEEP
-                self._sweep(self.pending, now)
-                self._sweep(self.closing, now)
-            # Sweep a few times per interval: a silent peer is pinged between
-            # ``interval`` and 1.25 x ``interval``, at a cost of one pass over
-            # the registry every interval/4 (about 10 ms per 100k connections).
-            # With pings off, the idle close still runs, on the idle timeout's clock.
-            interval = self.config.ping_interval or self.config.idle_timeout
-            if interval > 0 and now - self._last_heartbeat >= max(interval / 4, TICK):
-                self._last_heartbeat = now
-                self._heartbeat(now)
-        finally:
-            if not self._shutting_down or self.registry or self.pending:
-                self._ticker = loop.call_later(TICK, self._tick)
-
-    def _sweep(self, conns: set[Connection], now: float) -> None:
-        """Fire the expired handshake/auth/close deadlines of ``conns``."""
-        if not conns:
-            return
-        expired = [c for c in conns if 0.0 < c.expires <= now]
-        for conn in expired:
-            conn.expires = 0.0
-            try:
-                conn.on_deadline()
-            except Exception as exc:
-                self._deadline_error(exc)
-
-    def _deadline_error(self, exc: BaseException) -> None:
-        log.error("deadline callback failed", exc_info=exc)
-
-    def _heartbeat(self, now: float) -> None:
-        """Ping connections silent for ``ping_interval``; close those silent past ``idle_timeout``."""
-        cfg = self.config
-        idle = cfg.idle_timeout
-        interval = cfg.ping_interval
-        for conn in self.registry:
-            silent = now - conn.last_seen
-            if idle > 0 and silent >= idle:
-                conn.close(closecodes.GOING_AWAY, "idle timeout")
-            elif interval > 0 and silent >= interval and not conn.pinged:
-                conn.ping()

@@ -1,6 +1,8 @@
-"""Counters of one gateway worker, exposed at ``/metrics`` in Prometheus text format."""
+"""Counters of one gateway worker: plain integers on the hot path, read at scrape time."""
 
 from __future__ import annotations
+
+from gateway.metrics import Metric
 
 _HELP = {
     "tcp_accepted": "TCP connections accepted",
@@ -43,16 +45,8 @@ class Stats:
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _HELP}
 
-    def prometheus(self, gauges: dict[str, int], labels: str = "") -> str:
-        lines = []
-        for name, value in self.as_dict().items():
-            metric = f"uvgate_{name}_total"
-            lines += [
-                f"# HELP {metric} {_HELP[name]}",
-                f"# TYPE {metric} counter",
-                f"{metric}{labels} {value}",
-            ]
-        for name, value in gauges.items():
-            metric = f"uvgate_{name}"
-            lines += [f"# TYPE {metric} gauge", f"{metric}{labels} {value}"]
-        return "\n".join(lines) + "\n"
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric.single(f"uvgate_{name}_total", "counter", _HELP[name], value)
+            for name, value in self.as_dict().items()
+        ]

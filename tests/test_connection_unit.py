@@ -1,16 +1,24 @@
-"""The connection state machine driven byte by byte through a recording transport."""
+"""The connection state machine driven byte by byte through a recording transport.
+
+No Gateway here: a connection is built from a ``ConnectionContext`` and a router whose
+one route is the native handler, itself built from its parts (auth gate, echo app).
+"""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
-from gateway.config import Config
+from gateway.applications.echo import EchoApplication
+from gateway.auth import AuthGate
 from gateway.connection import CLOSED, OPEN, Connection
-from gateway.server import Gateway
+from gateway.context import ConnectionContext
+from gateway.liveness import Heartbeat
+from gateway.native import NativeHandler
+from gateway.router import Router
 from gateway.tokens import issue_token
+from gateway.verifiers import HmacVerifier
 from protocol.frames import (
     OP_CLOSE,
     OP_PING,
@@ -63,8 +71,25 @@ def frames_of(data: bytes) -> list[Any]:
     return FrameParser(require_mask=False, max_message_size=1 << 20).feed(data)
 
 
-def open_connection(gw: Gateway) -> tuple[Connection, RecordingTransport]:
-    conn = Connection(gw)
+class Parts:
+    def __init__(self) -> None:
+        self.ctx = ConnectionContext.standalone(node_id=3)
+        ctx = self.ctx
+        gate = AuthGate(HmacVerifier(secret=SECRET), ctx.limiter, ctx.stats, ctx.tasks)
+        native = NativeHandler(
+            gate,
+            EchoApplication(),
+            tasks=ctx.tasks,
+            stats=ctx.stats,
+            heartbeat=Heartbeat(30.0, 120.0),
+            auth_timeout=10.0,
+        )
+        self.router = Router()
+        self.router.route_ws("/ws", native)
+
+
+def open_connection(gw: Parts) -> tuple[Connection, RecordingTransport]:
+    conn = Connection(gw.ctx, gw.router)
     transport = RecordingTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(upgrade_request())
@@ -76,18 +101,8 @@ def open_connection(gw: Gateway) -> tuple[Connection, RecordingTransport]:
 
 
 @pytest.fixture
-def gw():
-    async def make() -> Gateway:
-        g = Gateway(Config(secret=SECRET, node_id=3, pusher=False))
-        g.accepting = True
-        g.now = asyncio.get_running_loop().time()
-        return g
-
-    loop = asyncio.new_event_loop()
-    try:
-        yield loop.run_until_complete(make())
-    finally:
-        loop.close()
+def gw() -> Parts:
+    return Parts()
 
 
 def test_pipelined_messages_leave_in_one_write_in_order(gw):

@@ -146,7 +146,7 @@ def test_slowloris_request_is_dropped(arun):
             data = await asyncio.wait_for(reader.read(), 2)
             assert data == b""  # dropped without a response
             assert gw.stats.handshake_timeouts == 1
-            assert not gw.pending
+            assert not gw.timers.pending
             writer.close()
 
     arun(main())
@@ -297,8 +297,8 @@ def test_every_close_path_leaves_no_trace(arun):
             w.transport.abort()  # abrupt TCP reset
             await asyncio.sleep(0.5)
             assert len(gw.registry) == 0
-            assert not gw.pending and not gw.closing
+            assert not gw.timers.pending and not gw.timers.closing
             assert not gw.registry.users() and not gw.registry.groups()
-            assert len(gw.wheel) == 0
+            assert len(gw.timers.wheel) == 0
 
     arun(main(), timeout=20)

@@ -18,8 +18,8 @@ from aiohttp import web
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway.ids import owner_of
 from gateway.tokens import verify_token
+from protocol.ids import owner_of
 from tests.conftest import run_checked
 from tests.gwtest import self_signed
 

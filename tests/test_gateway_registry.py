@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway.ids import owner_of
+from protocol.ids import owner_of
 from tests.gwtest import auth_message, running_gateway, url
 
 
@@ -191,6 +191,6 @@ def test_shutdown_sends_1001_to_everyone(arun):
                     while True:
                         await ws.recv()
                 assert info.value.rcvd.code == 1001
-            assert len(gw.registry) == 0 and not gw.pending and not gw.closing
+            assert len(gw.registry) == 0 and not gw.timers.pending and not gw.timers.closing
 
     arun(main())

@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from gateway.config import Config
-from gateway.pusher.api import PusherApi, api_of
+from gateway.pusher.api import PusherApi
 from gateway.server import Gateway
 from protocol.pusher.apps import App
 from protocol.pusher.signatures import sign_channel, sign_user
@@ -74,13 +74,13 @@ def app_table(app: App) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def pusher_gateway(*apps: App, **options: Any) -> AsyncIterator[Running]:
-    """A gateway with the Pusher engine and its HTTP API, as ``install`` wires them."""
+    """A gateway with the Pusher service and its HTTP API, as the gateway wires them."""
     config: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "secret": SECRET, "node_id": 7}
     config.update(options)
     config["apps"] = [app_table(a) for a in apps or APPS]
     gw = Gateway(Config(**config))
-    api = api_of(gw)
-    assert api is not None and gw.pusher is not None
+    assert gw.pusher is not None
+    api = gw.pusher.api
     await gw.start()
     try:
         yield Running(gw, api, gw.pusher)
@@ -319,7 +319,7 @@ def test_metrics_include_api_counters(arun):
 def test_separate_api_port_serves_http_only(arun):
     async def main():
         async with pusher_gateway(api_port=0) as run:
-            api_port = run.api.api_port
+            api_port = run.engine.api_port
             assert api_port is not None and api_port != run.port
             on_api = await call(api_port, APP, "POST", "/apps/42/events", EVENT)
             on_main = await call(run.port, APP, "POST", "/apps/42/events", EVENT)
@@ -340,7 +340,7 @@ def test_separate_api_port_serves_http_only(arun):
             # The official library against the API port.
             info = await asyncio.to_thread(run.client(port=api_port).channels_info)
             assert info == {"channels": {}}
-        assert run.api.api_port is None  # closed by the shutdown hook
+        assert run.engine.api_port is None  # closed by the shutdown hook
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", api_port)
 

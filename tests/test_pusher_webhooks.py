@@ -422,14 +422,14 @@ def test_shutdown_gives_up_on_a_hanging_endpoint_within_about_a_second(arun):
 def test_emit_never_raises_and_accepts_dicts(arun):
     async def main():
         store = StaticAppStore([])
-        dispatcher = WebhookDispatcher(None, store, **FAST)
+        dispatcher = WebhookDispatcher(store, **FAST)
         app = App(id="1", key="k", secret="s", webhooks=(Webhook("http://127.0.0.1:9/x"),))
         dispatcher.emit(app, {"name": "channel_occupied", "channel": "a"})
         dispatcher.emit(app, {"nonsense": True})  # a bug upstream: counted, not raised
         dispatcher.emit(App(id="2", key="k2", secret="s"), channel_occupied("b"))  # no hooks
         stats = dispatcher.stats()
         assert (stats["emitted"], stats["emit_errors"], stats["pending"]) == (1, 1, 1)
-        await dispatcher.aclose()  # never started: nothing to flush, no error
+        await dispatcher.stop()  # never started: nothing to flush, no error
 
     arun(main())
     assert as_event({"name": "member_added", "channel": "p", "user_id": "1"}).user_id == "1"
@@ -438,4 +438,4 @@ def test_emit_never_raises_and_accepts_dicts(arun):
 @pytest.mark.parametrize("bad", [{"max_concurrency": 0}, {"delay_typo": 1}])
 def test_bad_options_fail_at_construction(bad):
     with pytest.raises((ValueError, TypeError)):
-        WebhookDispatcher(None, StaticAppStore([]), **bad)
+        WebhookDispatcher(StaticAppStore([]), **bad)

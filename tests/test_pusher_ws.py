@@ -23,12 +23,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.config import Config
-from gateway.pusher import PusherEngine, build_store
-from gateway.pusher.session import Session
+from gateway.pusher import PusherService, build_store
 from gateway.server import Gateway
 from gateway.verifiers.base import AuthFailed, Identity, token_of
 from protocol.pusher import webhooks as wh
 from protocol.pusher.apps import DEV_APP, App
+from protocol.pusher.hub import Session
 from protocol.pusher.signatures import sign_channel, sign_user
 from tests.gwtest import SECRET, auth_message, raw_request, status_of, upgrade_request
 
@@ -81,7 +81,7 @@ async def pusher_gateway(
         await gw.shutdown(grace=1.0)
 
 
-def engine_of(gw: Gateway) -> PusherEngine:
+def engine_of(gw: Gateway) -> PusherService:
     assert gw.pusher is not None
     return gw.pusher
 
@@ -235,7 +235,7 @@ def test_connect_refusals_error_then_close(arun: Any, key: str, query: str, code
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(ws.recv(), 2)
                 assert ws.close_code == code
-            await settle(lambda: not gw.registry and not gw.pending)
+            await settle(lambda: not gw.registry and not gw.timers.pending)
 
     arun(main())
 
@@ -685,9 +685,10 @@ def test_watchlist_online_offline(arun: Any) -> None:
                 assert offline == {"events": [{"name": "offline", "user_ids": ["b"]}]}
             await late.aclose()
             await watcher.aclose()
-            hub = engine_of(gw).hub(APP)
-            await settle(lambda: not hub.conns)
-            assert not hub.users and not hub.watchers
+            hub = engine_of(gw).hub
+            await settle(lambda: hub.connection_count(APP) == 0)
+            sizes = hub.sizes(APP)
+            assert sizes["local_users"] == sizes["local_watchers"] == sizes["online"] == 0
 
     arun(main())
 
@@ -831,9 +832,9 @@ def test_shutdown_closes_4200(arun: Any) -> None:
 
 def test_pusher_ping_then_4201(arun: Any) -> None:
     def fast(gw: Gateway) -> None:
-        engine = engine_of(gw)
-        engine.pong_timeout = 0.6
-        engine.sweep_interval = 0.1
+        handler = engine_of(gw).handler
+        handler.pong_timeout = 0.6
+        handler.sweep_interval = 0.1
 
     quick = dataclasses.replace(APP, activity_timeout=1)
 
@@ -877,19 +878,16 @@ def test_indexes_empty_after_everyone_leaves(arun: Any) -> None:
                 await c.signin(f"u{i % 2}", watchlist=["u0", "u1"])
             for c in cs:
                 await c.aclose()
-            hub = engine.hub(APP)
-            await settle(lambda: not hub.conns)
-            assert not hub.channels and not hub.users and not hub.watchers
-            assert len(hub.roster) == 0 and engine.channels(APP) == {}
+            await settle(lambda: engine.connection_count(APP) == 0)
+            assert set(engine.hub.sizes(APP).values()) == {0}
+            assert engine.channels(APP) == {}
             assert not gw.registry
 
     arun(main())
 
 
 def test_session_is_small() -> None:
-    from gateway.pusher.session import AppHub
-
-    session = Session(AppHub(APP), 0.0)
+    session = Session(APP, "handle", "1.2", 0.0)
     assert not hasattr(session, "__dict__")
     assert session.channels is None and session.presence is None  # created on first use
 

@@ -1,41 +1,46 @@
-"""Pusher Channels protocol v7 on the gateway: WebSocket route, engine, HTTP API.
+"""Pusher Channels protocol v7 on the gateway: the I/O shell around ``protocol.pusher``.
 
-``install(gateway)`` is called by ``Gateway.__init__`` when ``config.pusher`` is on. It
-builds the apps from the config (``[[apps]]`` tables, else one app from
-``app_id``/``app_key``/``app_secret``, defaulting to the development credentials),
-creates the ``PusherEngine``, routes ``/app/`` to the ``PusherHandler``, and lets the HTTP
-API (``gateway.pusher.api``) register its routes. The engine is ``gateway.pusher`` for
-embedders::
+* ``handler``   the WebSocket route ``/app/{key}``
+* ``api``       the HTTP API ``/apps/{id}/...``
+* ``delivery``  performs what the sans-I/O hub (``protocol.pusher.hub``) decided
+* ``webhooks``  delivers webhook events over HTTP
+* ``service``   the component the gateway starts, stops and scrapes (``gateway.pusher``)
 
-    gateway.pusher.publish(app, "orders", "created", '{"id":1}')
+``build`` makes them from the narrow parts the gateway (the composition root) hands it.
+The apps come from the config (``[[apps]]`` tables, else one app from
+``app_id``/``app_key``/``app_secret``, defaulting to the development credentials).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
 
-from gateway.pusher.engine import ChannelState, PusherEngine, WebhookSink
+from gateway.auth import AuthGate
+from gateway.config import Config
+from gateway.connection import Connection
+from gateway.liveness import Heartbeat
+from gateway.pusher.api import PusherApi
+from gateway.pusher.delivery import LocalDelivery, WebhookSink
 from gateway.pusher.handler import PusherHandler
-from gateway.pusher.session import AppHub, Session
+from gateway.pusher.service import PusherService
+from gateway.pusher.webhooks import WebhookDispatcher, any_webhooks
+from gateway.registry import Registry
+from gateway.stats import Stats
 from protocol.pusher.apps import DEV_APP, StaticAppStore, app_from_mapping
-
-if TYPE_CHECKING:
-    from gateway.config import Config
-    from gateway.server import Gateway
+from protocol.pusher.hub import PusherHub
 
 log = logging.getLogger("uvgate.pusher")
 
 __all__ = [
-    "AppHub",
-    "ChannelState",
-    "PusherEngine",
+    "PusherApi",
     "PusherHandler",
-    "Session",
+    "PusherService",
     "WebhookSink",
+    "build",
     "build_store",
-    "install",
 ]
 
 
@@ -69,13 +74,40 @@ def _warn_dev_credentials(store: StaticAppStore) -> None:
             )
 
 
-def install(gateway: Gateway) -> PusherEngine | None:
-    """Serve Pusher on ``gateway``: returns the engine (``gateway.pusher``)."""
-    store = build_store(gateway.config)
+def build(
+    config: Config,
+    *,
+    registry: Registry[Connection],
+    gate: AuthGate,
+    stats: Stats,
+    heartbeat: Heartbeat,
+    clock: Callable[[], float] = time.monotonic,
+) -> PusherService:
+    """The Pusher service for ``config`` (its routes and listener are wired by the caller)."""
+    store = build_store(config)
     _warn_dev_credentials(store)
-    engine = PusherEngine(gateway, store)
-    gateway.route_ws("/app/", PusherHandler(gateway, engine), prefix=True)
-    from gateway.pusher.api import register_api  # imports this package: import late
-
-    register_api(gateway, engine)
-    return engine
+    hub: PusherHub[Connection] = PusherHub()
+    delivery = LocalDelivery(hub, registry)
+    handler = PusherHandler(
+        hub,
+        delivery,
+        gate,
+        store,
+        stats=stats,
+        heartbeat=heartbeat,
+        auth_timeout=config.auth_timeout,
+        clock=clock,
+    )
+    dispatcher = None
+    if any_webhooks(store):
+        dispatcher = WebhookDispatcher(store)
+        delivery.webhooks = dispatcher
+    return PusherService(
+        store,
+        hub,
+        delivery,
+        handler,
+        dispatcher=dispatcher,
+        timestamp_window=config.api_timestamp_window,
+        clock=clock,
+    )

@@ -1,7 +1,7 @@
 """The Pusher Channels HTTP API (pusher-protocol.md "HTTP API") on the gateway's port.
 
-``register_api(gateway, engine)`` routes ``/apps/{app_id}/...`` (and ``/users/{id}/...``,
-see below) to one ``PusherApi``; the sans-I/O layer (``protocol.pusher.apirequest`` and
+The gateway routes ``/apps/{app_id}/...`` (and ``/users/{id}/...``, see below) to one
+``PusherApi``; the sans-I/O layer (``protocol.pusher.apirequest`` and
 ``httpapi``) authenticates and parses, the engine publishes and answers the queries.
 Every handler is synchronous: no task per request, pipelined requests keep their order.
 
@@ -29,36 +29,28 @@ A signed request may be replayed *within* the timestamp window: refusing repeats
 break clients that legitimately send the same event twice in one second (the official
 libraries sign with whole-second timestamps and no nonce).
 
-Counters: ``api_of(gateway).stats`` (requests per status, errors), and on ``/metrics``
-next to the core's, with the webhook dispatcher's when there is one.
-
-``config.api_port``: a second listener serving the gateway's HTTP routes only (the API,
-``/up``, ``/ready``, ``/metrics``); WebSocket upgrades there get 404. It reuses the core
-``Connection`` through a view of the gateway whose ``ws_route`` finds nothing, so
-keep-alive, pipelining, body limits and shutdown behave exactly as on the main port.
+Counters: ``PusherApi.stats`` (requests per status, errors), on ``/metrics`` through
+``PusherApi.metrics``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from gateway.connection import Connection
 from gateway.http import HttpResponse
+from gateway.metrics import Metric
 from protocol.handshake import Request
 from protocol.pusher import httpapi
 from protocol.pusher.apirequest import auth_key_of, parse_query, verify_api_request
 from protocol.pusher.apps import App, AppStore
 from protocol.pusher.channels import classify
 from protocol.pusher.errors import ApiError
-
-if TYPE_CHECKING:
-    from gateway.server import Gateway
 
 log = logging.getLogger("uvgate.pusher.api")
 
@@ -81,7 +73,7 @@ class CachedLike(Protocol):
 
 
 class Engine(Protocol):
-    """What the API needs from ``gateway.pusher.engine.PusherEngine``."""
+    """What the API needs from the Pusher service (``gateway.pusher.service``)."""
 
     store: AppStore
     webhooks: Any
@@ -92,7 +84,7 @@ class Engine(Protocol):
     def channel_state(self, app: App, channel: str) -> ChannelStateLike: ...
     def channels(self, app: App, prefix: str = "") -> Mapping[str, ChannelStateLike]: ...
     def presence_users(self, app: App, channel: str) -> Iterable[str]: ...
-    def cached(self, app: App, channel: str) -> CachedLike | None: ...
+    def cached(self, app: App, channel: str, now: float) -> CachedLike | None: ...
     def terminate_user(self, app: App, user_id: str) -> int: ...
 
 
@@ -144,13 +136,18 @@ def _require(method: str, allowed: str) -> None:
 class PusherApi:
     """The HTTP API handlers of one gateway (one per worker, no globals)."""
 
-    def __init__(self, gateway: Gateway, engine: Engine) -> None:
-        self.gateway = gateway
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        timestamp_window: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine = engine
+        self.timestamp_window = timestamp_window
         self.stats = ApiStats()
-        # The engine's monotonic clock (its cache expiry times are on it).
-        self._clock: Callable[[], float] = getattr(engine, "now", time.monotonic)
-        self._api_server: asyncio.AbstractServer | None = None
+        # The hub's monotonic clock (cache expiry times are on it).
+        self._clock = clock
 
     # -- entry points (HttpHandler signature) ---------------------------------------------
 
@@ -238,7 +235,7 @@ class PusherApi:
         # that percent-encodes a channel name on the wire may have signed the plain name
         # (both name the same resource), so the decoded path is tried second.
         now = time.time()
-        window = self.gateway.config.api_timestamp_window
+        window = self.timestamp_window
         try:
             verify_api_request(
                 request.method, request.path, params, body, app, now, max_skew=window
@@ -301,7 +298,7 @@ class PusherApi:
         state = self.engine.channel_state(app, channel)
         cache = None
         if "cache" in query.info:
-            entry = self.engine.cached(app, channel)
+            entry = self.engine.cached(app, channel, self._clock())
             if entry is not None:
                 cache = dict(entry.info(self._clock()))
         body = httpapi.channel_response(
@@ -323,122 +320,18 @@ class PusherApi:
         self.engine.terminate_user(app, httpapi.parse_terminate_user(user_id))
         return _ok(httpapi.EMPTY)
 
-    # -- the separate API port ---------------------------------------------------------------
+    # -- metrics -----------------------------------------------------------------------------
 
-    @property
-    def api_port(self) -> int | None:
-        """The bound API port (useful with ``api_port=0``), None without a second listener."""
-        server = self._api_server
-        if server is None:
-            return None
-        for sock in getattr(server, "sockets", None) or ():
-            return int(sock.getsockname()[1])
-        return None
-
-    async def start_api_port(self) -> None:
-        cfg = self.gateway.config
-        if cfg.api_port is None or (cfg.api_port == cfg.port and cfg.port != 0):
-            return
-        loop = asyncio.get_running_loop()
-        view = cast("Gateway", _HttpOnlyView(self.gateway))
-        self._api_server = await loop.create_server(
-            lambda: Connection(view),
-            host=cfg.host,
-            port=cfg.api_port,
-            backlog=cfg.backlog,
-            ssl=self.gateway.ssl_context(),
-            reuse_port=cfg.workers > 1 or None,
+    def metrics(self) -> list[Metric]:
+        requests = Metric(
+            "uvgate_pusher_api_requests_total", "counter", "Pusher HTTP API requests by status"
         )
-        log.info(
-            "Pusher HTTP API listening",
-            extra={"fields": {"address": f"{cfg.host}:{self.api_port}"}},
+        for status, count in sorted(self.stats.by_status.items()):
+            requests.samples.append(({"status": str(status)}, count))
+        errors = Metric.single(
+            "uvgate_pusher_api_errors_total",
+            "counter",
+            "Pusher HTTP API requests answered with a non-2xx status",
+            self.stats.errors,
         )
-
-    async def stop_api_port(self) -> None:
-        server, self._api_server = self._api_server, None
-        if server is None:
-            return
-        server.close()
-        try:
-            await asyncio.wait_for(server.wait_closed(), 1.0)
-        except TimeoutError:
-            log.warning("API listener did not report closed within 1 s")
-
-
-class _HttpOnlyView:
-    """The gateway as seen by connections of the API port: every attribute is the
-    gateway's (shared registry, stats, deadlines, ``accepting``), but no WebSocket route
-    exists, so an upgrade there is refused with 404."""
-
-    __slots__ = ("_gateway",)
-
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
-
-    def ws_route(self, path: str) -> None:
-        return None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._gateway, name)
-
-
-def api_of(gateway: Gateway) -> PusherApi | None:
-    """The ``PusherApi`` registered on ``gateway`` (its stats, its API port), if any."""
-    handler = gateway.http_route(APPS_PREFIX)
-    api = getattr(handler, "__self__", None)
-    return api if isinstance(api, PusherApi) else None
-
-
-def register_api(gateway: Gateway, engine: Engine) -> PusherApi:
-    """Route the Pusher HTTP API on ``gateway`` (and on ``config.api_port`` if set), and
-    give ``engine`` a webhook dispatcher when any app has webhooks."""
-    api = PusherApi(gateway, engine)
-    gateway.route_http(APPS_PREFIX, api.handle_apps, prefix=True)
-    gateway.route_http(USERS_PREFIX, api.handle_users, prefix=True)
-    gateway.start_hooks.append(api.start_api_port)
-    gateway.shutdown_hooks.append(api.stop_api_port)
-
-    from gateway.pusher.webhooks import WebhookDispatcher, any_webhooks
-
-    dispatcher = None
-    if any_webhooks(engine.store):
-        dispatcher = WebhookDispatcher(gateway, engine.store)
-        engine.webhooks = dispatcher
-        gateway.start_hooks.append(dispatcher.start)
-        gateway.shutdown_hooks.append(dispatcher.aclose)
-
-    # /metrics: the core's counters, then the API's and the webhooks' (same worker label).
-    core_metrics = gateway.http_route("/metrics")
-    if core_metrics is not None:
-        labels = f'worker="{gateway.worker}"'
-
-        def metrics(request: Request, body: bytes, conn: Connection) -> Any:
-            response = core_metrics(request, body, conn)
-            if not isinstance(response, HttpResponse) or response.status != 200:
-                return response
-            extra = prometheus(api, dispatcher, labels)
-            return HttpResponse(200, response.body + extra, response.content_type, response.headers)
-
-        gateway.route_http("/metrics", metrics)
-    return api
-
-
-def prometheus(api: PusherApi, dispatcher: Any, labels: str) -> bytes:
-    """Prometheus text lines for the HTTP API and (if any) the webhook dispatcher."""
-    lines = [
-        "# HELP uvgate_pusher_api_requests_total Pusher HTTP API requests by status",
-        "# TYPE uvgate_pusher_api_requests_total counter",
-    ]
-    for status, count in sorted(api.stats.by_status.items()):
-        lines.append(f'uvgate_pusher_api_requests_total{{{labels},status="{status}"}} {count}')
-    lines += [
-        "# TYPE uvgate_pusher_api_errors_total counter",
-        f"uvgate_pusher_api_errors_total{{{labels}}} {api.stats.errors}",
-    ]
-    if dispatcher is not None:
-        gauges = ("pending", "waiting", "in_flight")
-        for name, value in dispatcher.stats().items():
-            kind = "gauge" if name in gauges else "counter"
-            metric = f"uvgate_pusher_webhook_{name}" + ("" if kind == "gauge" else "_total")
-            lines += [f"# TYPE {metric} {kind}", f"{metric}{{{labels}}} {value}"]
-    return ("\n".join(lines) + "\n").encode()
+        return [requests, errors]

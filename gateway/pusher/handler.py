@@ -1,8 +1,9 @@
 """The Pusher protocol v7 WebSocket route: ``/app/{key}?protocol=7``.
 
-One ``PusherHandler`` serves every Pusher socket; per-socket state is the ``Session`` in
-``conn.session``. Frames are parsed and judged by the sans-I/O layer (``protocol.pusher``);
-the engine keeps the indexes and fans out.
+One ``PusherHandler`` serves every Pusher socket; per-socket state is the hub's
+``Session`` in ``conn.session``. Frames are parsed and judged by the sans-I/O layer
+(``protocol.pusher``: messages, authorize, hub); this module only moves bytes and
+performs what the hub decided (``LocalDelivery``).
 
 Connection refusals (unknown key 4001, disabled 4003, over quota 4004, bad protocol
 4006-4008) complete the upgrade, send ``pusher:error`` and close with the code: pusher-js
@@ -20,49 +21,55 @@ Authentication policy, per app (``App.auth_failure``, ``require_auth_within``,
   needing a signature within N s is closed with 4009.
 * ``first_message="signin"``: before a good signin only ping/pong/signin are accepted
   (``authorize.check_first_message``); anything else closes with 4009. The native
-  ``{"type":"auth","token":...}`` message, checked by the gateway's verifier, counts as a
-  signin too. Such apps get a deadline: ``require_auth_within``, else ``auth_timeout``.
+  ``{"type":"auth","token":...}`` message counts as a signin too: it goes through the
+  gateway's one ``AuthGate`` and verifier, with the same ``ConnectionInfo`` (headers,
+  query, path, peer) the verifier gets on ``/ws``, and an async verifier holds the
+  socket's later messages until it answers. Such apps get a deadline:
+  ``require_auth_within``, else ``auth_timeout``.
 
-Every authentication failure is logged once (logger ``uvgate.auth``, one structured line:
-ip, conn, app, channel, reason, code), counted in ``auth_failed`` and charged to the IP in
-the gateway's failure limiter, so past ``auth_fail_limit`` the IP's next upgrades get HTTP
-429 before any WebSocket work (the core checks the limiter on every upgrade).
+Every authentication failure goes through ``AuthGate.refuse``: one ``auth refused`` line
+(logger ``uvgate.auth``: ip, conn, route, app, channel, reason, code, action), counted in
+``auth_failed`` and charged to the IP, so past ``auth_fail_limit`` the IP's next upgrades
+get HTTP 429 before any WebSocket work.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 
+from gateway.auth import AuthGate, Refusal, close_instead
 from gateway.connection import OPEN, Connection
-from gateway.pusher.engine import PusherEngine, text_frame
-from gateway.pusher.session import Session
-from gateway.verifiers.base import AuthFailed, ConnectionInfo, Identity, clip_reason
+from gateway.liveness import Heartbeat
+from gateway.pusher.delivery import LocalDelivery
+from gateway.stats import Stats
+from gateway.verifiers.base import Identity, clip_reason
+from protocol.frames import OP_TEXT, encode_frame
 from protocol.handshake import Request
-from protocol.pusher import messages
+from protocol.pusher import activity, messages
 from protocol.pusher.apirequest import parse_query
-from protocol.pusher.apps import App
+from protocol.pusher.apps import App, AppStore
 from protocol.pusher.authorize import (
     SignedInUser,
     authorize_signin,
     authorize_subscription,
-    check_client_event,
     check_first_message,
 )
 from protocol.pusher.channels import is_valid_channel_name
 from protocol.pusher.connect import check_connect, check_quota
 from protocol.pusher.errors import (
     PATH_NOT_FOUND,
+    PONG_NOT_RECEIVED,
     RECONNECT_NOW,
     UNAUTHORIZED,
     PusherError,
     SubscriptionError,
 )
+from protocol.pusher.hub import PusherHub, Session
 from protocol.pusher.messages import (
     ClientEvent,
     Ping,
@@ -72,15 +79,15 @@ from protocol.pusher.messages import (
     Unsubscribe,
     parse_client_message,
 )
-from protocol.pusher.ratelimit import rate_limit_error, take
 
-if TYPE_CHECKING:
-    from gateway.server import Gateway
-
-log = logging.getLogger("uvgate.auth")
 connect_log = logging.getLogger("uvgate.pusher")
 
 AUTH_TIMEOUT = "Authentication timeout"
+SWEEP_INTERVAL = 5.0  # seconds between two activity checks of a socket
+
+
+def text_frame(text: str) -> bytes:
+    return encode_frame(OP_TEXT, text.encode())
 
 
 class PusherHandler:
@@ -89,18 +96,36 @@ class PusherHandler:
     # pusher-protocol.md: 4200 "reconnect now", for graceful shutdown.
     shutdown_code: int = RECONNECT_NOW
 
-    def __init__(self, gateway: Gateway, engine: PusherEngine) -> None:
-        self.gw = gateway
-        self.engine = engine
+    def __init__(
+        self,
+        hub: PusherHub[Connection],
+        delivery: LocalDelivery,
+        gate: AuthGate,
+        store: AppStore,
+        *,
+        stats: Stats,
+        heartbeat: Heartbeat,
+        auth_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hub = hub
+        self.delivery = delivery
+        self.gate = gate
+        self.store = store
+        self.stats = stats
+        self.heartbeat = heartbeat
+        self.auth_timeout = auth_timeout
+        self.clock = clock  # monotonic seconds: cache expiry, client-event rate limit
+        self.pong_timeout = activity.PONG_TIMEOUT
+        self.sweep_interval = SWEEP_INTERVAL
 
     # ------------------------------------------------------------ WsHandler
     def accept(self, conn: Connection, request: Request) -> None:
         # Judge the request now, answer after the 101 (``on_open``): a refusal must reach
         # pusher-js as a close code, which an HTTP status cannot carry.
-        engine = self.engine
         try:
-            req = check_connect(request.path, parse_query(request.query), engine.store)
-            check_quota(req.app, engine.connection_count(req.app))
+            req = check_connect(request.path, parse_query(request.query), self.store)
+            check_quota(req.app, self.hub.connection_count(req.app))
         except PusherError as exc:
             conn.session = exc
             return
@@ -130,18 +155,21 @@ class PusherHandler:
             conn.close(exc.code, exc.message)
             return
         app = pending
-        conn.open_anonymous()
-        self.engine.opened(conn, app)
+        # A verifier may still be asked about this socket (a native auth message on a
+        # ``first_message="signin"`` app): keep its request (headers, query) until then.
+        may_verify = app.first_message == "signin" and self.gate.requires_message
+        conn.open_anonymous(keep_request=may_verify)
+        conn.session = self.hub.open(app, conn, conn.id, self.clock())
         conn.send_text(messages.connection_established(conn.id, app.activity_timeout))
         window = app.require_auth_within
         if window is None and app.first_message == "signin":
-            window = self.gw.config.auth_timeout
+            window = self.auth_timeout
         if window:
             conn.set_deadline(window)
 
     def on_message(self, conn: Connection, data: str | bytes) -> None:
-        session: Session = conn.session
-        app = session.hub.app
+        session: Session[Connection] = conn.session
+        app = session.app
         try:
             msg = parse_client_message(data)
         except PusherError as exc:
@@ -164,11 +192,17 @@ class PusherHandler:
                 self.auth_failed(conn, session, exc.message)
                 return
         if kind is ClientEvent:
-            self._client_event(conn, session, msg)  # type: ignore[arg-type]
+            try:
+                effects = self.hub.client_event(session, msg, self.clock())  # type: ignore[arg-type]
+            except PusherError as exc:
+                conn.send_text(messages.error_from(exc))
+                return
+            self.delivery.perform(effects, app, conn)
         elif kind is Subscribe:
             self._subscribe(conn, session, msg)  # type: ignore[arg-type]
         elif kind is Unsubscribe:
-            self.engine.unsubscribe(conn, session, msg.channel)  # type: ignore[union-attr]
+            effects = self.hub.unsubscribe(session, msg.channel)  # type: ignore[union-attr]
+            self.delivery.perform(effects, app, conn)
         elif kind is Signin:
             self._signin(conn, session, msg)  # type: ignore[arg-type]
         elif kind is Pong:
@@ -178,20 +212,50 @@ class PusherHandler:
     def on_deadline(self, conn: Connection) -> None:
         session = conn.session
         if conn.state is OPEN and isinstance(session, Session) and not session.has_authenticated:
-            self.gw.stats.auth_timeouts += 1
+            self.stats.auth_timeouts += 1
             self.auth_failed(conn, session, AUTH_TIMEOUT)
+
+    def on_silence(self, conn: Connection, silent: float) -> None:
+        """Pusher's activity rule first (pusher:ping, 4201), then the core heartbeat."""
+        session = conn.session
+        if isinstance(session, Session):
+            ping_after, close_after = activity.limits(
+                session.app.activity_timeout,
+                self.pong_timeout,
+                idle_timeout=self.heartbeat.idle_timeout if self.heartbeat.ping_interval else 0.0,
+                period=self.liveness_period(),
+            )
+            action = activity.check(silent, session.pinged, ping_after, close_after)
+            if action is activity.Activity.ANSWERED:
+                session.pinged = False
+            elif action is activity.Activity.PING:
+                session.pinged = True
+                conn.send_text(messages.PING)
+            elif action is activity.Activity.CLOSE:
+                conn.send_text(messages.error(activity.NO_PONG, PONG_NOT_RECEIVED))
+                conn.close(PONG_NOT_RECEIVED, activity.NO_PONG)
+                return
+        self.heartbeat.check(conn, silent)
+
+    def liveness_period(self) -> float:
+        """How often ``on_silence`` must run for the activity rule."""
+        heartbeat = self.heartbeat
+        interval = self.sweep_interval
+        if heartbeat.ping_interval > 0 and heartbeat.idle_timeout > 0:
+            interval = min(interval, heartbeat.idle_timeout / 4)
+        return max(interval, 0.05)
 
     def on_close(self, conn: Connection, code: int) -> None:
         session = conn.session
         if isinstance(session, Session):
-            self.engine.closed(conn, session)
+            self.delivery.perform(self.hub.close(session), session.app)
 
     # ------------------------------------------------------------- messages
-    def _subscribe(self, conn: Connection, session: Session, msg: Subscribe) -> None:
-        app = session.hub.app
+    def _subscribe(self, conn: Connection, session: Session[Connection], msg: Subscribe) -> None:
+        app = session.app
         try:
             grant = authorize_subscription(app, conn.id, msg, user_id=session.user_id)
-            self.engine.subscribe(conn, session, grant)
+            effects = self.hub.subscribe(session, grant, self.clock())
         except SubscriptionError as exc:
             conn.send_text(messages.subscription_error_from(exc))
             if exc.is_auth_failure:
@@ -203,34 +267,39 @@ class PusherHandler:
                     close=app.auth_failure == "close",
                 )
             return
+        self.delivery.perform(effects, app, conn)
         if grant.kind.requires_auth and conn.state is OPEN:
             conn.clear_deadline()  # require_auth_within is met
 
-    def _signin(self, conn: Connection, session: Session, msg: Signin) -> None:
+    def _signin(self, conn: Connection, session: Session[Connection], msg: Signin) -> None:
         try:
-            user = authorize_signin(session.hub.app, conn.id, msg)
+            user = authorize_signin(session.app, conn.id, msg)
         except PusherError as exc:
             if exc.code == UNAUTHORIZED:
                 self.auth_failed(conn, session, exc.message)  # always closes, as Pusher does
             else:
                 conn.send_text(messages.error_from(exc))  # 4302 watchlist too big
             return
-        conn.clear_deadline()
-        self.gw.stats.auth_ok += 1
-        self.engine.signin(conn, session, user)
+        self._signed_in(conn, session, user)
 
-    def _native_auth(self, conn: Connection, session: Session, data: str | bytes) -> bool:
+    def _signed_in(
+        self, conn: Connection, session: Session[Connection], user: SignedInUser
+    ) -> None:
+        conn.clear_deadline()
+        conn.request = None  # no verifier will be asked about it any more
+        self.stats.auth_ok += 1
+        self.delivery.perform(self.hub.signin(session, user), session.app, conn)
+
+    def _native_auth(
+        self, conn: Connection, session: Session[Connection], data: str | bytes
+    ) -> bool:
         """``first_message="signin"`` also takes the native ``{"type":"auth", ...}`` first
-        message, checked by the gateway's verifier (the one ``/ws`` uses): one login for
-        both protocols. The verified user is signed in as if by ``pusher:signin`` (no
+        message, judged by the gateway's verifier through the one ``AuthGate``: one login
+        for both protocols. The verified user is signed in as if by ``pusher:signin`` (no
         ``user_info`` beyond the verifier's, no watchlist). False if ``data`` is not such
         a message, or the verifier is the anonymous one (that would let anyone in).
-
-        An async verifier (``http``) answers later; messages sent before the answer are
-        judged as unsigned (so a client waits for ``pusher:signin_success``).
         """
-        verifier = self.gw.verifier
-        if not getattr(verifier, "requires_message", True):
+        if not self.gate.requires_message:
             return False
         try:
             message = orjson.loads(data)
@@ -238,43 +307,14 @@ class PusherHandler:
             return False
         if not isinstance(message, dict) or message.get("type") != "auth":
             return False
-        ip, port = conn.peer
-        info = ConnectionInfo(conn.id, ip, port, path="/app/" + session.hub.app.key)
-        try:
-            result = verifier.verify(message, info)
-        except AuthFailed as exc:
-            self.auth_failed(conn, session, exc.reason)
-            return True
-        except Exception:
-            log.exception("verifier failed on a Pusher native auth message")
-            self.auth_failed(conn, session, "internal error")
-            return True
-        if inspect.isawaitable(result):
-            self.gw.track(asyncio.ensure_future(self._native_auth_async(conn, session, result)))
-        else:
-            self._native_signin(conn, session, result)
+        self.gate.verify(conn, message, self._native_signin, self._native_refused)
         return True
 
-    async def _native_auth_async(
-        self, conn: Connection, session: Session, pending: Awaitable[Identity]
-    ) -> None:
-        try:
-            identity = await pending
-        except AuthFailed as exc:
-            if conn.state is OPEN:
-                self.auth_failed(conn, session, exc.reason)
-            return
-        except Exception:
-            log.exception("verifier failed on a Pusher native auth message")
-            if conn.state is OPEN:
-                self.auth_failed(conn, session, "internal error")
-            return
-        self._native_signin(conn, session, identity)
-
-    def _native_signin(self, conn: Connection, session: Session, identity: object) -> None:
-        if conn.state is not OPEN or session.user is not None:
+    def _native_signin(self, conn: Connection, identity: Identity) -> None:
+        session = conn.session
+        if conn.state is not OPEN or not isinstance(session, Session) or session.user is not None:
             return  # closed meanwhile, or signed in by pusher:signin meanwhile
-        if not isinstance(identity, Identity) or not is_valid_channel_name(identity.user):
+        if not is_valid_channel_name(identity.user):
             # The id names "#server-to-user-{id}", so it must be a valid name part.
             self.auth_failed(conn, session, "Verifier returned an unusable user id")
             return
@@ -285,60 +325,43 @@ class PusherHandler:
             else {"id": identity.user, "user_info": user_info}
         )
         user = SignedInUser(identity.user, user_info, (), orjson.dumps(user_data).decode())
-        conn.clear_deadline()
-        self.gw.stats.auth_ok += 1
-        self.engine.signin(conn, session, user)
+        self._signed_in(conn, session, user)
 
-    def _client_event(self, conn: Connection, session: Session, msg: ClientEvent) -> None:
-        app = session.hub.app
-        try:
-            check_client_event(app, msg, session.kind_of(msg.channel))
-        except PusherError as exc:
-            conn.send_text(messages.error_from(exc))
-            return
-        ok, session.tokens, session.last = take(
-            session.tokens, session.last, self.engine.now(), app.max_client_events_per_second
-        )
-        if not ok:
-            conn.send_text(messages.error_from(rate_limit_error()))
-            return
-        self.engine.relay_client_event(conn, session, msg.channel, msg.event, msg.data)
+    def _native_refused(self, conn: Connection, refusal: Refusal) -> None:
+        session = conn.session
+        if conn.state is OPEN and isinstance(session, Session):
+            self.auth_failed(conn, session, refusal.reason, code=refusal.code, verifier=True)
 
     # -------------------------------------------------------------- refusing
     def auth_failed(
         self,
         conn: Connection,
-        session: Session,
+        session: Session[Connection],
         reason: str,
         *,
         channel: str | None = None,
         close: bool = True,
+        code: int = UNAUTHORIZED,
+        verifier: bool = False,
     ) -> None:
-        """One log line, one count, one failure charged to the IP; then (``close``)
-        ``pusher:error`` 4009 and a close with 4009."""
-        gw = self.gw
-        ip = conn.ip
-        failures = gw.limiter.record_failure(ip)
-        gw.stats.auth_failed += 1
-        if not close and gw.limiter.retry_after(ip):
+        """Through the gate (one log line, one count, one failure charged to the IP); then,
+        when closing, ``pusher:error`` 4009 and a close with 4009.
+
+        ``code``: what the verifier said (4503 backend down is not charged to the IP); the
+        socket is closed with 4009 whatever it is, the code pusher-js will not retry.
+        """
+        fields: dict[str, Any] = {"app": session.app.id, "channel": channel or "-"}
+        if verifier:
+            fields["verifier"] = self.gate.verifier_name
+        refusal = self.gate.refuse(
+            conn,
+            Refusal(code, reason, close),
+            route="pusher",
             # "error" mode keeps honest mistakes open, not a guessing loop: past the IP's
             # auth_fail_limit this socket is closed like its next upgrades are refused.
-            close = True
-        log.warning(
-            "pusher auth refused",
-            extra={
-                "fields": {
-                    "ip": ip,
-                    "conn": conn.id,
-                    "app": session.hub.app.id,
-                    "channel": channel or "-",
-                    "reason": reason,
-                    "code": UNAUTHORIZED,
-                    "action": "close" if close else "error",
-                    "failures": failures,
-                }
-            },
+            at_limit=close_instead,
+            **fields,
         )
-        if close:
+        if refusal.close:
             conn.send_text(messages.error(reason, UNAUTHORIZED))
             conn.close(UNAUTHORIZED, clip_reason(reason))

@@ -15,7 +15,7 @@ seconds per attempt). A non-2xx answer or an error goes back to the scheduler, w
 retries with backoff for up to 5 minutes; every attempt is re-signed with a fresh
 ``time_ms`` (pusher-protocol.md "Webhooks").
 
-Shutdown (``aclose``) releases everything still waiting, delayed events included, gives
+Shutdown (``stop``) releases everything still waiting, delayed events included, gives
 the deliveries ``flush_timeout`` (~1 s) to complete, then cancels the rest.
 """
 
@@ -28,21 +28,32 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
+from gateway.metrics import Metric
 from protocol.pusher.apps import App, AppStore
 from protocol.pusher.webhooks import Delivery, WebhookEvent, WebhookScheduler
-
-if TYPE_CHECKING:
-    from gateway.server import Gateway
 
 log = logging.getLogger("uvgate.pusher.webhooks")
 
 MAX_ANSWER = 65536  # bytes of a webhook endpoint's answer read before the connection is cut
 DROP_LOG_INTERVAL = 10.0  # seconds between two "webhook events dropped" warnings
 _EVENT_FIELDS = ("user_id", "event", "data", "socket_id", "subscription_count")
+_GAUGES = frozenset({"pending", "waiting", "in_flight"})
+_HELP = {
+    "emitted": "Webhook events emitted",
+    "delivered": "Webhook deliveries answered 2xx",
+    "failures": "Webhook delivery attempts answered non-2xx or failed",
+    "given_up": "Webhook deliveries given up after the retry window",
+    "cancelled": "Delayed webhook events cancelled by a quick rejoin",
+    "dropped": "Webhook events dropped from the bounded queues",
+    "pending": "Webhook events waiting in the schedulers",
+    "waiting": "Webhook deliveries waiting for a free connection",
+    "in_flight": "Webhook deliveries being sent",
+    "emit_errors": "Webhook events that failed to queue",
+}
 
 
 def any_webhooks(store: AppStore) -> bool:
@@ -77,7 +88,7 @@ class _Job:
 
 class WebhookDispatcher:
     """The webhook sink of a ``PusherEngine``: ``emit(app, event)`` (sync, O(1), never
-    raises). Started by a gateway start hook, flushed and closed by a shutdown hook.
+    raises). A gateway component: started and stopped (flushed, then closed) with it.
 
     ``scheduler_options`` go to every ``WebhookScheduler`` (``delay``, ``batch_window``,
     ``retry_base``, ``retry_max_delay``, ``retry_window``, ``max_pending``...); tests use
@@ -87,7 +98,6 @@ class WebhookDispatcher:
 
     def __init__(
         self,
-        gateway: Gateway | None,
         store: AppStore,
         *,
         max_concurrency: int = 32,
@@ -99,7 +109,6 @@ class WebhookDispatcher:
     ) -> None:
         if max_concurrency < 1 or max_per_host < 1 or max_waiting < 1:
             raise ValueError("bounds must be positive")
-        self.gateway = gateway
         self.store = store
         self.max_concurrency = max_concurrency
         self.max_per_host = max_per_host
@@ -162,6 +171,21 @@ class WebhookDispatcher:
             "emit_errors": self.emit_errors,
         }
 
+    def metrics(self) -> list[Metric]:
+        out = []
+        for name, value in self.stats().items():
+            if name in _GAUGES:
+                out.append(
+                    Metric.single(f"uvgate_pusher_webhook_{name}", "gauge", _HELP[name], value)
+                )
+            else:
+                out.append(
+                    Metric.single(
+                        f"uvgate_pusher_webhook_{name}_total", "counter", _HELP[name], value
+                    )
+                )
+        return out
+
     def dropped(self) -> int:
         return self.dropped_waiting + sum(h.scheduler.dropped for h in self._apps.values())
 
@@ -201,7 +225,7 @@ class WebhookDispatcher:
     def _arm(self, deadline: float) -> None:
         loop = self._loop
         if loop is None or self._closing:
-            return  # closing: aclose drives what is left, a timer would only spin
+            return  # closing: stop drives what is left, a timer would only spin
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = deadline
@@ -342,7 +366,7 @@ class WebhookDispatcher:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Gateway start hook: the pooled HTTP client, then any deliveries already due."""
+        """The pooled HTTP client, then any deliveries already due."""
         self._loop = asyncio.get_running_loop()
         if self._session is None:
             connector = aiohttp.TCPConnector(
@@ -358,9 +382,9 @@ class WebhookDispatcher:
         self._rearm()
         self._pump()
 
-    async def aclose(self) -> None:
-        """Gateway shutdown hook: best-effort flush within ``flush_timeout``, then close.
-        Runs after the connections are closed, so their vacate/remove events are here."""
+    async def stop(self) -> None:
+        """Best-effort flush within ``flush_timeout``, then close. The gateway stops it
+        after the connections are closed, so their vacate/remove events are here."""
         if self._closed:
             return
         loop = asyncio.get_running_loop()

@@ -4,7 +4,7 @@ See /work/shared/reference/pusher-protocol.md for the wire facts. Modules:
 
 * ``channels``   channel kinds and name rules
 * ``signatures`` HMAC signatures (channel auth, signin, HTTP API, webhooks), socket ids
-* ``connect``    the ``/app/{key}?protocol=7`` request, connection quota, socket ids
+* ``connect``    the ``/app/{key}?protocol=7`` request and the connection quota
 * ``messages``   client frame parsing and server frame encoders
 * ``authorize``  may this connection subscribe / sign in / send this client event?
 * ``presence``   presence ``channel_data`` and the per-user deduplicated roster
@@ -56,8 +56,6 @@ from .connect import (
     ConnectRequest,
     check_connect,
     check_quota,
-    new_socket_id,
-    node_of,
 )
 from .errors import ApiError, PusherError, SubscriptionError
 from .httpapi import (
@@ -163,8 +161,6 @@ __all__ = [
     "classify",
     "is_valid_channel_name",
     "is_valid_socket_id",
-    "new_socket_id",
-    "node_of",
     "parse_batch",
     "parse_channel_data",
     "parse_channel_query",

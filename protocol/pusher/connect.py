@@ -6,15 +6,12 @@ refusal from the *close code*, so the gateway completes the WebSocket upgrade, s
 ``pusher:error`` (``messages.error_from``) and closes with ``exc.code``; every
 ``PusherError`` raised here is fatal (4001-4008).
 
-Socket ids are ``{node}.{random}``: ``^\\d+\\.\\d+$`` as the server libraries require, 63
-CSPRNG bits so no one can guess another connection's id (soketi and Reverb use a
-non-cryptographic RNG), and the node number first so a cluster can route by id alone.
+Socket ids are the gateway's connection ids (``protocol.ids``): ``^\\d+\\.\\d+$`` as the
+server libraries require, unguessable, naming the node that owns the socket.
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from .apps import App, AppStore
@@ -28,7 +25,7 @@ from .errors import (
     UNSUPPORTED_PROTOCOL,
     PusherError,
 )
-from .signatures import QueryParams, is_valid_socket_id, iter_pairs
+from .signatures import QueryParams, iter_pairs
 
 SUPPORTED_PROTOCOLS = frozenset({7})
 PATH_PREFIX = "/app/"
@@ -84,17 +81,3 @@ def check_quota(app: App, connections: int) -> None:
     """``connections``: the app's open connections, not counting this one (4004)."""
     if app.max_connections is not None and connections >= app.max_connections:
         raise PusherError(OVER_QUOTA, "Over connection quota")
-
-
-def new_socket_id(node: int, randbits: Callable[[int], int] = secrets.randbits) -> str:
-    """``"{node}.{63 random bits}"``; ``randbits`` is injectable for tests."""
-    if node < 0:
-        raise ValueError("node must be >= 0")
-    return f"{node}.{randbits(63)}"
-
-
-def node_of(socket_id: str) -> int | None:
-    """The node that owns ``socket_id`` (None if it is not one of ours)."""
-    if not is_valid_socket_id(socket_id):
-        return None
-    return int(socket_id.partition(".")[0])

@@ -3,8 +3,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from protocol.pusher import (
     DEV_APP,
@@ -12,9 +10,6 @@ from protocol.pusher import (
     StaticAppStore,
     check_connect,
     check_quota,
-    is_valid_socket_id,
-    new_socket_id,
-    node_of,
 )
 
 STORE = StaticAppStore([DEV_APP, dataclasses.replace(DEV_APP, id="off", key="off", enabled=False)])
@@ -63,21 +58,3 @@ def test_quota():
     with pytest.raises(PusherError) as info:
         check_quota(limited, 2)
     assert info.value.code == 4004 and info.value.fatal
-
-
-def test_socket_ids():
-    sid = new_socket_id(3)
-    assert is_valid_socket_id(sid) and node_of(sid) == 3
-    assert new_socket_id(0, lambda bits: 5) == "0.5"
-    assert len({new_socket_id(1) for _ in range(1000)}) == 1000
-    with pytest.raises(ValueError):
-        new_socket_id(-1)
-    for bad in ("x.1", "1", "1.x", "٣.1", ""):
-        assert node_of(bad) is None
-    assert not is_valid_socket_id("٣.٣")
-
-
-@given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=2**63 - 1))
-def test_socket_id_round_trip(node, rand):
-    sid = new_socket_id(node, lambda bits: rand)
-    assert is_valid_socket_id(sid) and node_of(sid) == node

@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from gateway.connection import Connection
 
 
-class EchoApp:
+class EchoApplication:
     def on_connect(self, conn: Connection) -> None:
         return None
 

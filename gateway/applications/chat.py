@@ -16,7 +16,7 @@ from protocol.codecs import CodecError
 
 if TYPE_CHECKING:
     from gateway.connection import Connection
-    from gateway.server import Gateway
+    from gateway.registry import Registry
 
 MAX_GROUP_NAME = 200
 MAX_GROUPS_PER_CONNECTION = 100
@@ -26,9 +26,9 @@ def _error(reason: str) -> dict[str, Any]:
     return {"type": "error", "code": 4400, "reason": reason}
 
 
-class ChatApp:
-    def __init__(self, gateway: Gateway) -> None:
-        self.registry = gateway.registry
+class ChatApplication:
+    def __init__(self, registry: Registry[Connection]) -> None:
+        self.registry = registry
 
     def on_connect(self, conn: Connection) -> None:
         return None

@@ -1,5 +1,8 @@
 """Connection ids: unique, unguessable, and telling which node and worker own them.
 
+The one id scheme of uvgate: native ``/ws`` connection ids and Pusher ``socket_id``s are
+the same strings, made here.
+
 Format ``"{node*100 + worker}.{random}"`` — digits, a dot, digits — so the same id
 is a valid Pusher ``socket_id`` (``^\\d+\\.\\d+$``, which server libraries enforce).
 The random part is 63 bits from the OS CSPRNG (``secrets``), unlike soketi and
@@ -10,15 +13,9 @@ to its owner by reading the prefix, without a lookup.
 from __future__ import annotations
 
 import os
-import socket
-import zlib
 
 MAX_WORKERS = 100
-
-
-def default_node_id() -> int:
-    """A stable node number 0-9999 derived from the hostname."""
-    return zlib.crc32(socket.gethostname().encode()) % 10000
+MAX_NODE_ID = 9999
 
 
 _POOL_IDS = 512  # ids drawn per getrandom() call
@@ -28,8 +25,8 @@ class IdFactory:
     __slots__ = ("_pool", "_pos", "_prefix", "node_id", "worker")
 
     def __init__(self, node_id: int, worker: int = 0) -> None:
-        if not 0 <= node_id <= 9999:
-            raise ValueError("node_id must be 0-9999")
+        if not 0 <= node_id <= MAX_NODE_ID:
+            raise ValueError(f"node_id must be 0-{MAX_NODE_ID}")
         if not 0 <= worker < MAX_WORKERS:
             raise ValueError(f"worker must be 0-{MAX_WORKERS - 1}")
         self.node_id = node_id
@@ -54,6 +51,7 @@ class IdFactory:
 def owner_of(conn_id: str) -> tuple[int, int]:
     """(node_id, worker) that owns ``conn_id``; ValueError if it is not one of ours."""
     head, dot, tail = conn_id.partition(".")
-    if not dot or not head.isdigit() or not tail.isdigit():
+    # isascii(): str.isdigit() also accepts other scripts' digits ("٣"), which int() takes.
+    if not dot or not conn_id.isascii() or not head.isdigit() or not tail.isdigit():
         raise ValueError(f"not a connection id: {conn_id!r}")
     return divmod(int(head), MAX_WORKERS)
