@@ -75,7 +75,7 @@ async def _worker_async(conn: Connection, cfg: RunConfig, index: int) -> dict[st
     rep = loop.create_task(report())
     ctl.main = loop.create_task(scen.run(ctl))
     try:
-        result = await ctl.main
+        result: dict[str, Any] = await ctl.main
     finally:
         rep.cancel()
     result["cpu_s"] = self_cpu_seconds() - ctl.cpu_at_go

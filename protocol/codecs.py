@@ -63,7 +63,8 @@ class MsgpackCodec:
 
     def encode(self, obj: Any) -> bytes:
         try:
-            return msgpack.packb(obj, use_bin_type=True)
+            packed: bytes = msgpack.packb(obj, use_bin_type=True)
+            return packed
         except (TypeError, ValueError, OverflowError) as exc:
             raise CodecError("cannot encode as msgpack") from exc
 

@@ -64,7 +64,7 @@ def load_application(spec: str, registry: Registry[Connection], gateway: object)
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot load app {spec!r}: {exc}") from None
-    app = factory(gateway)
+    app: Application = factory(gateway)
     for name in ("on_connect", "on_message", "on_close"):
         if not callable(getattr(app, name, None)):
             raise ValueError(f"app {spec!r} has no {name}()")

@@ -211,7 +211,7 @@ class HttpVerifier(BaseVerifier):
             headers={"User-Agent": "uvgate-verifier"},
         )
         self._session, self._loop = session, loop
-        return session
+        return self._session
 
     def _warn(self, msg: str, *args: Any) -> None:
         """Log a backend failure, at most once per LOG_INTERVAL (one per connection would flood)."""

@@ -109,7 +109,7 @@ def load_verifier(spec: str, options: Mapping[str, Any] | None = None) -> Verifi
     if isinstance(obj, type):
         _check_options(spec, obj, opts)
         try:
-            verifier = obj(**opts)
+            verifier: Verifier = obj(**opts)
         except TypeError as exc:
             raise ValueError(f"verifier {spec!r}: {exc}") from exc
     elif callable(obj) and not hasattr(obj, "verify"):
