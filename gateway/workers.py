@@ -48,7 +48,6 @@ async def serve_worker(
     if not notify:
         await gateway.serve(install_signals=True)
         return
-    systemd.ready()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     told = False
@@ -60,8 +59,10 @@ async def serve_worker(
             systemd.stopping()
         gateway.request_shutdown()
 
+    # Handlers first: a SIGTERM sent as soon as READY arrives must find them.
     for sig in signals:
         loop.add_signal_handler(sig, stop)
+    systemd.ready()
     try:
         await gateway.serve()
     finally:
@@ -137,9 +138,9 @@ def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
-        if not stopping:
+        first, stopping = not stopping, True  # set before sending: signals can nest
+        if first:
             systemd.stopping()
-        stopping = True
         for pid in list(children):
             try:
                 os.kill(pid, signal.SIGTERM)
