@@ -184,9 +184,7 @@ class JwksCache:
         self._log.warn("JWKS %s unavailable: %s%s", self.url, why, kept, fields={"url": self.url})
 
     async def _download(self) -> tuple[Any, float | None]:
-        import aiohttp
-
-        session = self._get_session(aiohttp)
+        session = self._get_session()
         async with asyncio.timeout(self.timeout):
             async with session.get(
                 self.url, headers={"Accept": "application/json"}, allow_redirects=False
@@ -207,7 +205,9 @@ class JwksCache:
             raise JwksUnavailable("answer is not JSON") from None
         return doc, float(match.group(1)) if match else None
 
-    def _get_session(self, aiohttp: Any) -> aiohttp.ClientSession:
+    def _get_session(self) -> aiohttp.ClientSession:
+        import aiohttp  # imported on first fetch: verifiers without JWKS never need it
+
         loop = asyncio.get_running_loop()
         session = self._session
         if session is not None and not session.closed:
