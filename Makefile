@@ -1,22 +1,28 @@
 # uvgate: `make run` serves with a built-in default configuration; `make test` runs everything.
 # Both bootstrap what they need on a fresh Debian machine with Python 3.11 (venv, pip, apt).
+# `make run` installs uvgate and its runtime dependencies only; `make test` adds the test and
+# bench extras. Both install the exact versions of constraints.txt (`make constraints`
+# regenerates it), as tests/js/package-lock.json pins the JavaScript side.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+STAMP_RUN := $(VENV)/.stamp-run
 STAMP_DEPS := $(VENV)/.stamp-deps
+CONSTRAINTS := constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 6001
 PYTEST_ARGS ?=
 
-.PHONY: run test test-deps lint typecheck conformance bench bench-quick clean help
+.PHONY: run test test-deps lint typecheck conformance bench bench-quick constraints clean help
 
 help:
 	@echo "make run          serve on ws://$(HOST):$(PORT) with the default configuration"
 	@echo "make test         lint, type-check and run the whole test suite"
 	@echo "make conformance  Autobahn|Testsuite cases 1-10 (and 12-13) against the echo target"
 	@echo "make bench        side-by-side benchmark (bench-quick: the short variant)"
+	@echo "make constraints  re-resolve the newest allowed versions into constraints.txt"
 
 # A venv needs Debian's python3-venv; install it when missing (we are root on CI).
 $(PY):
@@ -24,13 +30,19 @@ $(PY):
 	  echo "python3 -m venv failed: installing python3-venv with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-dev build-essential && \
 	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	@$(PIP) install -q --upgrade pip
+	@$(PIP) install -q --upgrade -c $(CONSTRAINTS) pip
 
-$(STAMP_DEPS): setup.cfg pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[test,bench]'
+# What running needs: uvgate and its install_requires, nothing else.
+$(STAMP_RUN): setup.cfg pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) install -q -c $(CONSTRAINTS) -e .
 	@touch $@
 
-run: $(STAMP_DEPS)
+# What the tests need on top (a superset: it satisfies `make run` too).
+$(STAMP_DEPS): setup.cfg pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test,bench]'
+	@touch $@ $(STAMP_RUN)
+
+run: $(STAMP_RUN)
 	$(VENV)/bin/uvgate serve --host $(HOST) --port $(PORT) $(ARGS)
 
 lint: $(STAMP_DEPS)
@@ -47,7 +59,7 @@ test: test-deps lint typecheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 conformance: $(STAMP_DEPS)
-	$(PIP) install -q -e '.[conformance]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[conformance]'
 	$(PY) -m tests.conformance.run
 
 bench: $(STAMP_DEPS)
@@ -56,5 +68,16 @@ bench: $(STAMP_DEPS)
 bench-quick: $(STAMP_DEPS)
 	$(PY) -m bench compare --quick
 
+# Resolve setup.cfg's ranges afresh in a scratch venv and pin the result. Run it to take
+# new releases (then `make clean test`), and commit constraints.txt with the change.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install -q --upgrade pip
+	.venv-constraints/bin/pip install -q '.[test,bench,conformance]'
+	{ echo "# Exact versions for make run / make test (pip install -c). Regenerate: make constraints"; \
+	  .venv-constraints/bin/pip freeze --all --exclude uvgate; } > $(CONSTRAINTS)
+	rm -rf .venv-constraints build uvgate.egg-info
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-constraints build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

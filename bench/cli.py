@@ -4,7 +4,7 @@
     uvgate-bench hold    --url ws://127.0.0.1:8765/ws -n 10000 --rate 2000 --hold 10 --server-pid PID
     uvgate-bench echo    --url ws://127.0.0.1:8765/ws -c 100 --duration 5 --size 32 --depth 4
     uvgate-bench fanout  --url ws://127.0.0.1:8765/ws --subscribers 1000 --duration 5
-    uvgate-bench fanout  --protocol pusher --url ws://127.0.0.1:6001 --app-id app-id \\
+    uvgate-bench fanout  --protocol pusher --url ws://127.0.0.1:6001 --app-id 12345 \\
                          --app-key app-key --app-secret app-secret --subscribers 1000
     uvgate-bench compare [--quick] [--only uvgate,raw,...]
     uvgate-bench hold100k
@@ -50,7 +50,7 @@ def _common(p: argparse.ArgumentParser, scenario: str) -> None:
         default=os.environ.get("UVGATE_BENCH_SECRET", "bench-secret"),
         help="HMAC token secret (native)",
     )
-    g.add_argument("--app-id", default="app-id", help="Pusher app id (HTTP API)")
+    g.add_argument("--app-id", default="12345", help="Pusher app id (HTTP API)")
     g.add_argument("--app-key", default="app-key", help="Pusher app key")
     g.add_argument("--app-secret", default="app-secret", help="Pusher app secret")
     g.add_argument(

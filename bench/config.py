@@ -30,7 +30,7 @@ class RunConfig:
     http_host: str = ""  # Pusher HTTP API; defaults to host/port
     http_port: int = 0
     secret: str = "bench-secret"
-    app_id: str = "app-id"
+    app_id: str = "12345"
     app_key: str = "app-key"
     app_secret: str = "app-secret"
     group: str = "bench"  # native chat group / Pusher channel suffix

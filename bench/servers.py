@@ -28,7 +28,7 @@ class ServerSpec:
     command: Callable[[str, int, str, str], list[str]]
     check: Callable[[], str | None]  # None when runnable, else why not
     multiprocess: bool = False
-    # Serves Pusher v7 on /app/{key} (app-id/app-key/app-secret) with this command.
+    # Serves Pusher v7 on /app/{key} (12345/app-key/app-secret) with this command.
     pusher_command: Callable[[str, int, str, str], list[str]] | None = None
 
 
@@ -82,7 +82,7 @@ def _uvgate_pusher_cmd(host: str, port: int, secret: str, app: str) -> list[str]
     return [
         *_uvgate_cmd()(host, port, secret, "echo"),
         "--app-id",
-        "app-id",
+        "12345",
         "--app-key",
         "app-key",
         "--app-secret",

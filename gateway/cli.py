@@ -1,17 +1,49 @@
-"""Command line: ``uvgate serve`` and ``uvgate token`` (also ``python -m gateway``)."""
+"""Command line: ``uvgate serve`` and ``uvgate token`` (also ``python -m gateway``).
+
+Anything a user can get wrong is one line on stderr and exit status 2, checked before
+the port is bound: the configuration (types, ranges, the TLS files, the host), the
+verifier and the app (loaded once here, so a bad option is not a traceback per
+worker), and the ``token`` arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import math
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from gateway.config import ENV_PREFIX, Config, build_config
+from gateway.config import (
+    ENV_PREFIX,
+    Config,
+    ConfigError,
+    build_config,
+    env_name,
+    flag_name,
+    kind_of,
+)
 from gateway.tokens import issue_token
+
+__all__ = ["build_parser", "check_host", "main"]
+
+MAX_TOKEN_TTL = 10 * 366 * 86400  # ten years: beyond that a typo, not a token lifetime
+
+
+class UsageError(Exception):
+    """A bad command line; ``main`` prints it as one line and exits 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block) for ``main`` to print."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -19,13 +51,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Config):
         if not f.metadata.get("cli", True):
             continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(f.type)
-        help_text = f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}]"
+        flag = flag_name(f.name)
+        help_text = f"{f.metadata['help']} [env {env_name(f.name)}]"
         default = f.default if f.default is not dataclasses.MISSING else None
         if default not in (None, [], ""):
             help_text += f" (default: {default})"
-        if kind.startswith("bool"):
+        if kind_of(f.name)[0] == "bool":
             parser.add_argument(
                 flag,
                 dest=f.name,
@@ -40,7 +71,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="uvgate",
         description="uvgate: a uvloop WebSocket gateway with first-message authentication.",
     )
@@ -49,19 +80,65 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML configuration file", default=None)
     _add_config_flags(serve)
     token = sub.add_parser("token", help="issue a token for the built-in hmac verifier")
-    token.add_argument("--secret", required=True, help="the gateway's hmac secret")
+    token.add_argument(
+        "--secret",
+        default=None,
+        help=f"the gateway's hmac secret (default: ${ENV_PREFIX}SECRET, which keeps it "
+        "out of the command line and the shell history)",
+    )
     token.add_argument("--sub", required=True, help="user id to put in the token")
-    token.add_argument("--ttl", type=float, default=3600, help="seconds of validity (default 3600)")
+    token.add_argument("--ttl", default="3600", help="seconds of validity (default 3600)")
     token.add_argument(
         "--group", action="append", default=[], help="group to join on auth (repeatable)"
     )
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from gateway.logs import setup_logging
-    from gateway.workers import run
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
+
+def _config_error(exc: object) -> int:
+    print(f"uvgate: configuration error: {_one_line(exc)}", file=sys.stderr)
+    return 2
+
+
+# -- checks that need the machine (Config.validate only looks at the values) ------------
+def check_host(host: str) -> None:
+    """``ConfigError`` unless every address ``host`` resolves to can be listened on here."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ConfigError(f"option 'host': cannot resolve {host!r}: {why}") from None
+    for family, kind, proto, _name, sockaddr in infos:
+        address = str(sockaddr[0])
+        named = repr(host) if address == host else f"{host!r} ({address})"
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                # Port 0: tests the address only; the real port is bound later.
+                probe.bind((address, 0, *sockaddr[2:]))
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise ConfigError(
+                        f"option 'host': {named} is not an address of this machine "
+                        "(use 0.0.0.0 or :: for every interface)"
+                    ) from None
+                raise ConfigError(
+                    f"option 'host': cannot listen on {named}: {exc.strerror or exc}"
+                ) from None
+
+
+def _use_import_path(path: str) -> None:
+    """Put the configured ``import_path`` first on ``sys.path`` (it must be a directory)."""
+    if not os.path.isdir(path):
+        raise ConfigError(f"option 'import_path': {path!r} is not a directory")
+    full = os.path.abspath(path)
+    if full not in sys.path:
+        sys.path.insert(0, full)
+
+
+def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(Config)
@@ -69,18 +146,24 @@ def _serve(args: argparse.Namespace) -> int:
     }
     try:
         config = build_config(args.config, overrides)
+        if config.import_path is not None:
+            _use_import_path(config.import_path)
+        if config.certfile is not None:
+            from gateway.tls import load_tls
+
+            load_tls(config.certfile, config.keyfile)
+        check_host(config.host)
     except (ValueError, OSError) as exc:
-        print(f"uvgate: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _config_error(exc)
+
+    from gateway.logs import setup_logging
+    from gateway.workers import run
+
     setup_logging(config.log_level, config.log_format)
     demo_secret = False
     if config.verifier == "hmac" and not config.secret and "secret" not in config.verifier_options:
         config = config.replace(secret=secrets.token_urlsafe(32))
         demo_secret = True
-    # Like ``python -m``: a ``pkg.mod:Name`` verifier or app in the current
-    # directory can be loaded by the installed ``uvgate`` script too.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
         # Building a gateway (not started) loads the verifier and the app, and the
         # app store checks the Pusher apps, so a bad option is one clear line here
@@ -92,8 +175,9 @@ def _serve(args: argparse.Namespace) -> int:
         if config.pusher:
             build_store(config)
     except (ValueError, TypeError, OSError) as exc:
-        print(f"uvgate: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _config_error(exc)
+    except Exception as exc:  # a custom verifier's or app's own failure
+        return _config_error(f"{type(exc).__name__}: {exc}")
 
     def on_ready(port: int) -> None:
         scheme = "wss" if config.certfile else "ws"
@@ -114,7 +198,8 @@ def _serve(args: argparse.Namespace) -> int:
             print("  (a demo token for user 'demo-user', valid one hour)", flush=True)
         elif config.verifier == "hmac":
             print(
-                "Issue tokens with: uvgate token --secret <your secret> --sub <user id>", flush=True
+                f"Issue tokens with: {ENV_PREFIX}SECRET=<your secret> uvgate token --sub <user id>",
+                flush=True,
             )
         if config.pusher:
             from gateway.pusher import build_store
@@ -133,11 +218,45 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
 
+def _token(args: argparse.Namespace) -> int:
+    """``uvgate token``: refuse what would print a useless or unsafe token."""
+    secret = args.secret if args.secret is not None else os.environ.get(env_name("secret"))
+    problem = None
+    try:
+        ttl = float(args.ttl)
+    except ValueError:
+        ttl = math.nan
+    if secret is None:
+        problem = f"no secret: pass --secret or set {env_name('secret')}"
+    elif not secret:
+        where = "--secret" if args.secret is not None else env_name("secret")
+        problem = f"{where} is empty: a token signed with an empty secret proves nothing"
+    elif not args.sub.strip():
+        problem = "--sub must name a user (it is empty)"
+    elif not math.isfinite(ttl) or not 1 <= ttl <= MAX_TOKEN_TTL:
+        problem = f"--ttl must be a number of seconds from 1 to {MAX_TOKEN_TTL}, not {args.ttl!r}"
+    elif not all(g.strip() for g in args.group):
+        problem = "--group must not be empty"
+    if problem is not None:
+        print(f"uvgate: token error: {problem}", file=sys.stderr)
+        return 2
+    assert secret is not None
+    print(issue_token(secret, args.sub, ttl, groups=args.group))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(arguments)
+    except UsageError as exc:
+        command = arguments[0] if arguments[:1] in (["serve"], ["token"]) else None
+        kind = "configuration error" if command == "serve" else "usage error"
+        see = f"uvgate {command} --help" if command else "uvgate --help"
+        print(f"uvgate: {kind}: {_one_line(exc)} (see {see})", file=sys.stderr)
+        return 2
     if args.command == "token":
-        print(issue_token(args.secret, args.sub, args.ttl, groups=args.group))
-        return 0
+        return _token(args)
     return _serve(args)
 
 

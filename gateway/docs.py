@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.config import ENV_PREFIX, Config
+from gateway.config import Config, env_name, flag_name, kind_of, range_text
 
 START = "<!-- config-table:start -->"
 END = "<!-- config-table:end -->"
@@ -61,8 +61,8 @@ def format_default(value: Any) -> str:
 def _flag(f: dataclasses.Field[Any]) -> str:
     if not f.metadata.get("cli", True):
         return NONE
-    flag = "--" + f.name.replace("_", "-")
-    if str(f.type).startswith("bool"):
+    flag = flag_name(f.name)
+    if kind_of(f.name)[0] == "bool":
         return f"`{flag}` / `--no-{flag[2:]}`"
     return f"`{flag}`"
 
@@ -70,7 +70,14 @@ def _flag(f: dataclasses.Field[Any]) -> str:
 def _env(f: dataclasses.Field[Any]) -> str:
     if not f.metadata.get("env", True):
         return NONE
-    return f"`{ENV_PREFIX}{f.name.upper()}`"
+    return f"`{env_name(f.name)}`"
+
+
+def _type(f: dataclasses.Field[Any]) -> str:
+    """The type, and the accepted range of a number (values outside it are refused)."""
+    bounds = range_text(f.name)
+    kind = f"`{_cell(str(f.type))}`"
+    return f"{kind} {_cell(bounds)}" if bounds else kind
 
 
 def config_rows() -> list[str]:
@@ -78,7 +85,7 @@ def config_rows() -> list[str]:
     for f in Config.option_fields():
         cells = (
             f"`{f.name}`",
-            f"`{_cell(str(f.type))}`",
+            _type(f),
             format_default(_default_of(f)),
             _env(f),
             _flag(f),

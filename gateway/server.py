@@ -42,6 +42,7 @@ from gateway.router import HttpOnly, Router
 from gateway.stats import Stats
 from gateway.tasks import TaskGroup
 from gateway.timers import Timers
+from gateway.tls import load_tls
 from gateway.verifiers import load_verifier
 from gateway.verifiers.base import Verifier
 from protocol import closecodes
@@ -209,9 +210,7 @@ class Gateway:
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.config.certfile:
             return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(self.config.certfile, self.config.keyfile)
-        return ctx
+        return load_tls(self.config.certfile, self.config.keyfile)
 
     def _liveness_period(self) -> float | None:
         periods = [self.heartbeat.period]

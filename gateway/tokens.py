@@ -84,9 +84,13 @@ def issue_token(
     info: Mapping[str, Any] | None = None,
     now: float | None = None,
 ) -> str:
-    """Sign a token for user ``sub`` valid for ``ttl`` seconds."""
+    """Sign a token for user ``sub`` valid for ``ttl`` seconds (a negative ``ttl`` makes an
+    expired one, for tests; ``uvgate token`` refuses it)."""
     if not sub:
         raise ValueError("sub must be a non-empty string")
+    if not secret:
+        # Anyone can compute an HMAC with an empty key: such a token proves nothing.
+        raise ValueError("secret must not be empty")
     key = secret.encode() if isinstance(secret, str) else secret
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {"sub": sub, "iat": issued, "exp": issued + int(ttl)}

@@ -4,10 +4,15 @@ The supervisor forks the workers, forwards SIGTERM/SIGINT to them, restarts a
 worker that dies unexpectedly (at most ``MAX_RESTARTS`` per minute), and exits 0
 once every worker has shut down gracefully. Each worker has its own loop and its
 own registry; its index is part of every connection id it issues.
+
+Under systemd (``Type=notify``) the main process sends ``READY=1`` once every worker
+listens and ``STOPPING=1`` when SIGTERM/SIGINT arrives (``gateway.systemd``); workers
+never notify.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -17,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from gateway import systemd
 from gateway.config import Config
 
 log = logging.getLogger("uvgate.workers")
@@ -25,21 +31,51 @@ MAX_RESTARTS = 5
 
 
 async def serve_worker(
-    config: Config, worker: int = 0, on_ready: Callable[[int], None] | None = None
+    config: Config,
+    worker: int = 0,
+    on_ready: Callable[[int], None] | None = None,
+    *,
+    notify: bool = False,
 ) -> None:
+    """Serve until SIGTERM/SIGINT; with ``notify``, tell systemd when listening and when
+    the shutdown begins (the single-process case: this process is the service)."""
     from gateway.server import Gateway
 
     gateway = Gateway(config, worker=worker)
     await gateway.start()
     if on_ready is not None:
         on_ready(gateway.port)
-    await gateway.serve(install_signals=True)
+    if not notify:
+        await gateway.serve(install_signals=True)
+        return
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    told = False
+
+    def stop() -> None:
+        nonlocal told
+        if not told:
+            told = True
+            systemd.stopping()
+        gateway.request_shutdown()
+
+    # Handlers first: a SIGTERM sent as soon as READY arrives must find them.
+    for sig in signals:
+        loop.add_signal_handler(sig, stop)
+    systemd.ready()
+    try:
+        await gateway.serve()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
-def _run_loop(config: Config, worker: int, on_ready: Callable[[int], None] | None) -> None:
+def _run_loop(
+    config: Config, worker: int, on_ready: Callable[[int], None] | None, notify: bool = False
+) -> None:
     import uvloop
 
-    uvloop.run(serve_worker(config, worker, on_ready))
+    uvloop.run(serve_worker(config, worker, on_ready, notify=notify))
 
 
 def _reserve_port(host: str) -> socket.socket:
@@ -55,7 +91,7 @@ def _reserve_port(host: str) -> socket.socket:
 def run(config: Config, on_ready: Callable[[int], None] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit status."""
     if config.workers == 1:
-        _run_loop(config, 0, on_ready)
+        _run_loop(config, 0, on_ready, notify=True)
         return 0
     return _supervise(config, on_ready)
 
@@ -78,6 +114,8 @@ def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            # Only the supervisor (systemd's main process) speaks for the service.
+            os.environ.pop("NOTIFY_SOCKET", None)
             code = 0
 
             def listening(_port: int) -> None:
@@ -100,7 +138,9 @@ def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
-        stopping = True
+        first, stopping = not stopping, True  # set before sending: signals can nest
+        if first:
+            systemd.stopping()
         for pid in list(children):
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -112,8 +152,10 @@ def _supervise(config: Config, on_ready: Callable[[int], None] | None) -> int:
     for index in range(config.workers):
         spawn(index)
     os.close(ready_w)
-    if _wait_ready(ready_r, config.workers, 15.0) and on_ready is not None:
-        on_ready(config.port)
+    if _wait_ready(ready_r, config.workers, 15.0):
+        if on_ready is not None:
+            on_ready(config.port)
+        systemd.ready()
     status = 0
     while children:
         try:

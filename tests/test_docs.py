@@ -46,7 +46,9 @@ def test_check_command_exit_status(tmp_path: Path):
     assert ok.returncode == 0, ok.stderr
     stale = tmp_path / "README.md"
     stale.write_text(
-        README.read_text().replace("| `port` | `int` | `6001`", "| `port` | `int` | `1`")
+        README.read_text().replace(
+            "| `port` | `int` 0-65535 | `6001`", "| `port` | `int` 0-65535 | `1`"
+        )
     )
     bad = subprocess.run(
         [sys.executable, "-m", "gateway.docs", "--check", str(stale)],

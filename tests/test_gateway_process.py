@@ -148,7 +148,7 @@ def test_env_and_flags_configure(tmp_path: Path):
     ) as served:
         assert "app=chat" in served.banner
         # A configured secret is a real credential: no token is printed for it.
-        assert "v1." not in served.banner and "uvgate token --secret" in served.banner
+        assert "v1." not in served.banner and "uvgate token --sub" in served.banner
         from gateway.tokens import issue_token
 
         async def main():

@@ -269,7 +269,7 @@ def test_key_strength_is_checked_at_load_time():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({}, "needs option 'secret', 'public_key' or 'public_key_file'"),
+        ({}, "needs option 'secret', 'public_key', 'public_key_file' or 'jwks_url'"),
         ({"secret": SECRET, "public_key": RSA_PUB}, "only one of 'secret', 'public_key'"),
         ({"public_key": "not a pem"}, "option 'public_key' is not a PEM public key"),
         ({"public_key_file": "/nonexistent.pem"}, "cannot read public_key_file"),

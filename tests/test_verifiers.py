@@ -304,7 +304,11 @@ def test_load_builtins_by_name():
         ("http", {}, "^verifier 'http' needs option 'url'$"),
         ("hmac", {"secret": "s", "ttl": 3}, "verifier 'hmac' has no option 'ttl' \\(options: "),
         ("none", {"token": "x"}, "verifier 'none' has no option 'token' \\(options: user\\)"),
-        ("jwt", {}, "verifier 'jwt' needs option 'secret', 'public_key' or 'public_key_file'"),
+        (
+            "jwt",
+            {},
+            "verifier 'jwt' needs option 'secret', 'public_key', 'public_key_file' or 'jwks_url'",
+        ),
         ("static", {}, "verifier 'static' needs option 'tokens' or 'tokens_file'"),
         ("nope", {}, "unknown verifier 'nope'; built-in: none, static, hmac, jwt, http$"),
         ("tests.custom_verifier.PrefixVerifier", {}, "use 'package.module:Name'"),

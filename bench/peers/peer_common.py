@@ -72,7 +72,7 @@ def parse_args(description: str, apps: tuple[str, ...] = ("echo", "chat")) -> ar
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--secret", default="bench-secret")
     ap.add_argument("--app", choices=apps, default="echo")
-    ap.add_argument("--app-id", default="app-id", help="Pusher app id (--app pusher)")
+    ap.add_argument("--app-id", default="12345", help="Pusher app id (--app pusher)")
     ap.add_argument("--app-key", default="app-key", help="Pusher app key (--app pusher)")
     ap.add_argument("--app-secret", default="app-secret", help="Pusher app secret (--app pusher)")
     return ap.parse_args()

@@ -22,7 +22,6 @@ import asyncio
 import base64
 import logging
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -32,16 +31,18 @@ import orjson
 from protocol import closecodes
 
 from . import _options
+from ._ratelog import LOG_INTERVAL, RateLimitedLog
 from .base import AUTH_UNAVAILABLE, AuthFailed, BaseVerifier, ConnectionInfo, Identity, clip_reason
 
 if TYPE_CHECKING:
     import aiohttp
 
-logger = logging.getLogger(__name__)
+# Under ``uvgate.`` so its lines get the configured log format (``setup_logging``).
+logger = logging.getLogger("uvgate.verifiers.http")
 
 DEFAULT_FORWARD_HEADERS = ("cookie", "authorization")
 MAX_RESPONSE_BYTES = 64 * 1024  # an auth answer is tiny; do not buffer a runaway body
-LOG_INTERVAL = 10.0  # seconds between two "backend down" warnings per verifier
+__all__ = ["LOG_INTERVAL", "HttpVerifier"]
 
 # Headers the verifier sets itself or that describe the hop, not the user: never
 # forwarded from the peer nor configurable (a peer-chosen X-Forwarded-For would
@@ -185,8 +186,8 @@ class HttpVerifier(BaseVerifier):
 
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._last_warning = -LOG_INTERVAL
-        self._suppressed = 0
+        # One line per LOG_INTERVAL while the backend is down, not one per connection.
+        self._log = RateLimitedLog(logger, LOG_INTERVAL)
 
     @staticmethod
     def _check_header(name: str, option: str) -> None:
@@ -214,15 +215,7 @@ class HttpVerifier(BaseVerifier):
         return self._session
 
     def _warn(self, msg: str, *args: Any) -> None:
-        """Log a backend failure, at most once per LOG_INTERVAL (one per connection would flood)."""
-        now = time.monotonic()
-        if now - self._last_warning < LOG_INTERVAL:
-            self._suppressed += 1
-            return
-        suppressed, self._suppressed, self._last_warning = self._suppressed, 0, now
-        if suppressed:
-            msg, args = msg + " (%d similar suppressed)", (*args, suppressed)
-        logger.warning(msg, *args)
+        self._log.warn(msg, *args, fields={"verifier": self.name, "url": self.url})
 
     def _request(
         self, message: Mapping[str, Any], conn: ConnectionInfo

@@ -67,7 +67,9 @@ class App:
         return tuple(w for w in self.webhooks if w.wants(event_name))
 
 
-DEV_APP = App(id="app-id", key="app-key", secret="app-secret", name="dev", client_events=True)
+# The id is numeric: the Pusher Python library refuses any other ("Invalid app id"); the
+# Node and PHP libraries take any id. Key and secret are soketi's (tests/test_dev_app.py).
+DEV_APP = App(id="12345", key="app-key", secret="app-secret", name="dev", client_events=True)
 
 
 class AppStore(Protocol):

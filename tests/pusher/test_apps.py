@@ -62,7 +62,7 @@ def test_defaults():
 
 
 def test_dev_app():
-    assert (DEV_APP.id, DEV_APP.key, DEV_APP.secret) == ("app-id", "app-key", "app-secret")
+    assert (DEV_APP.id, DEV_APP.key, DEV_APP.secret) == ("12345", "app-key", "app-secret")
     assert DEV_APP.client_events
 
 
