@@ -56,7 +56,7 @@ test-deps: $(STAMP_DEPS)
 	@bash scripts/test-deps.sh
 
 test: test-deps lint typecheck
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --cov --cov-report=term $(PYTEST_ARGS)
 
 conformance: $(STAMP_DEPS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[conformance]'

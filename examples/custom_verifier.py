@@ -25,8 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.verifiers import AuthFailed, BaseVerifier, ConnectionInfo, Identity
-from protocol import closecodes
+from gateway import AuthFailed, BaseVerifier, ConnectionInfo, Identity, closecodes
 
 
 def sign_ticket(secret: str, user: str, room: str, ts: int) -> str:
@@ -99,9 +98,7 @@ async def verify_function(message: Mapping[str, Any], conn: ConnectionInfo) -> I
 
 
 async def main(argv: Sequence[str] | None = None) -> None:
-    from gateway.config import Config
-    from gateway.logs import setup_logging
-    from gateway.server import Gateway
+    from gateway import Config, Gateway, setup_logging
 
     parser = argparse.ArgumentParser(description="Serve the chat app behind TicketVerifier.")
     parser.add_argument("--port", type=int, default=6003)

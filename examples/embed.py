@@ -25,12 +25,7 @@ from typing import Any
 
 import uvloop
 
-from gateway.config import Config
-from gateway.connection import Connection
-from gateway.logs import setup_logging
-from gateway.server import Gateway
-from gateway.tokens import issue_token
-from protocol.codecs import CodecError
+from gateway import CodecError, Config, Connection, Gateway, issue_token, setup_logging
 
 LOBBY = "lobby"
 

@@ -128,26 +128,28 @@ def test_async_verifier_pauses_reading_on_pusher(arun: Any) -> None:
     verifier = Held()
 
     async def main() -> None:
-        async with running_gateway(verifier=verifier, **_options()) as gw:
-            async with connect(url(gw, f"/app/{SIGNIN_FIRST.key}?{QUERY}")) as ws:
-                await ws.recv()  # connection_established
-                await ws.send(json.dumps({"type": "auth", "token": "x"}))
-                await ws.send(json.dumps({"event": "pusher:ping", "data": {}}))
-                await asyncio.wait_for(verifier.started.wait(), 2)
-                await asyncio.sleep(0.1)
-                conn = _server_conn(gw)
-                assert conn.state is OPEN and conn.paused & AUTH  # open, but held
-                assert not conn.transport.is_reading()
-                try:
-                    early = await asyncio.wait_for(ws.recv(), 0.2)
-                except TimeoutError:
-                    early = None
-                assert early is None  # the ping waits behind the verifier
-                verifier.release.set()
-                first = json.loads(await ws.recv())
-                assert first["event"] == "pusher:signin_success"
-                assert json.loads(await ws.recv())["event"] == "pusher:pong"
-                assert not conn.paused and conn.transport.is_reading()
+        async with (
+            running_gateway(verifier=verifier, **_options()) as gw,
+            connect(url(gw, f"/app/{SIGNIN_FIRST.key}?{QUERY}")) as ws,
+        ):
+            await ws.recv()  # connection_established
+            await ws.send(json.dumps({"type": "auth", "token": "x"}))
+            await ws.send(json.dumps({"event": "pusher:ping", "data": {}}))
+            await asyncio.wait_for(verifier.started.wait(), 2)
+            await asyncio.sleep(0.1)
+            conn = _server_conn(gw)
+            assert conn.state is OPEN and conn.paused & AUTH  # open, but held
+            assert not conn.transport.is_reading()
+            try:
+                early = await asyncio.wait_for(ws.recv(), 0.2)
+            except TimeoutError:
+                early = None
+            assert early is None  # the ping waits behind the verifier
+            verifier.release.set()
+            first = json.loads(await ws.recv())
+            assert first["event"] == "pusher:signin_success"
+            assert json.loads(await ws.recv())["event"] == "pusher:pong"
+            assert not conn.paused and conn.transport.is_reading()
 
     arun(main())
 

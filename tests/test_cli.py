@@ -255,9 +255,9 @@ def test_a_jwt_py_in_the_working_directory_does_not_replace_pyjwt(tmp_path: Path
     (tmp_path / "protocol" / "__init__.py").write_text(trap)
     (tmp_path / "orjson.py").write_text(trap)
     port = free_port()
-    # python -m puts the working directory first on sys.path (Python's rule, before any
-    # uvgate code runs); -P (Python 3.11) is how to run the module safely.
-    start = [UVGATE] if how == "script" else [PYTHON, "-P", "-m", "gateway"]
+    # python -m puts the working directory first on sys.path (Python's rule); gateway's
+    # __main__ takes it off before anything else is imported.
+    start = [UVGATE] if how == "script" else [PYTHON, "-m", "gateway"]
     options = json.dumps({"secret": JWT_SECRET})
     cmd = [*start, "serve", "--port", str(port), "--verifier", "jwt", "--verifier-options", options]
     served = Started(cmd, tmp_path)

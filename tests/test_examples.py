@@ -233,3 +233,22 @@ def test_custom_verifier_served_from_the_toml_file():
     assert code == 0, err
     # The refusal is one structured line naming the verifier by its ``name``.
     assert "verifier=ticket code=4403" in err
+
+
+def test_examples_use_only_the_public_api() -> None:
+    """Examples import uvgate only through ``gateway`` (its ``__all__``), never internals."""
+    import ast
+
+    import gateway
+
+    for path in sorted(Path(__file__).resolve().parent.parent.joinpath("examples").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                top = node.module.partition(".")[0]
+                if top in ("gateway", "protocol", "bench"):
+                    assert node.module == "gateway", f"{path.name} imports {node.module}"
+                    for alias in node.names:
+                        assert alias.name in gateway.__all__, f"{path.name}: {alias.name}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert alias.name.partition(".")[0] not in ("protocol", "bench"), path.name

@@ -53,13 +53,19 @@ def test_public_subscribe_publish_and_targets(hub: PusherHub[str]) -> None:
     assert not fx.deliveries and not fx.webhooks  # no webhooks configured
     hub.subscribe(b, grant("news"), 0.0)
     delivery = hub.publish(APP, "news", "posted", '{"n":1}', exclude_socket=a.socket_id, now=1.0)
-    assert (delivery.target, delivery.name, delivery.exclude) == (Target.CHANNEL, "news", a.socket_id)
+    assert (delivery.target, delivery.name, delivery.exclude) == (
+        Target.CHANNEL,
+        "news",
+        a.socket_id,
+    )
     assert payload(delivery) == {"event": "posted", "channel": "news", "data": '{"n":1}'}
     assert hub.targets(delivery) == {"a", "b"}  # the shell skips ``exclude``
     state = hub.channel_state(APP, "news")
     assert (state.occupied, state.subscription_count, state.user_count) == (True, 2, None)
     # Subscribing again confirms and counts nothing.
-    assert events(hub.subscribe(a, grant("news"), 0.0)) == ["pusher_internal:subscription_succeeded"]
+    assert events(hub.subscribe(a, grant("news"), 0.0)) == [
+        "pusher_internal:subscription_succeeded"
+    ]
     assert hub.channel_state(APP, "news").subscription_count == 2
 
 
