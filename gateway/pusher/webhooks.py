@@ -87,7 +87,7 @@ class _Job:
 
 
 class WebhookDispatcher:
-    """The webhook sink of a ``PusherEngine``: ``emit(app, event)`` (sync, O(1), never
+    """The webhook sink of the Pusher service: ``emit(app, event)`` (sync, O(1), never
     raises). A gateway component: started and stopped (flushed, then closed) with it.
 
     ``scheduler_options`` go to every ``WebhookScheduler`` (``delay``, ``batch_window``,
