@@ -175,7 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="side-by-side: uvgate vs the peer servers")
     p.add_argument("--quick", action="store_true", help="small counts, one run each (< 3 min)")
     p.add_argument(
-        "--only", default="", help="comma list: uvgate,raw,websockets,aiohttp,picows,node"
+        "--only",
+        default="",
+        help="comma list: uvgate,raw,picows,socketify,websockets,aiohttp,node",
+    )
+    p.add_argument(
+        "--generator",
+        choices=("auto", "native", "python"),
+        default="auto",
+        help="load generator for every run (default auto: native when it can be built)",
     )
     p.add_argument("--runs", type=int, default=0, help="runs per figure (default 3, quick 1)")
     p.add_argument("--out", default="", help="results directory (default bench/results)")

@@ -265,8 +265,10 @@ static void fail(Conn *c, const char *kind) {
     conn_end(c);
 }
 
+static Conn *corked; /* while reading it: replies are gathered, then written in one call */
+
 static void conn_write(Conn *c, const uint8_t *b, size_t n) {
-    if (c->out_len == 0) {
+    if (c->out_len == 0 && c != corked) {
         ssize_t w = write(c->fd, b, n);
         if (w == (ssize_t)n) return;
         if (w < 0) {
@@ -326,7 +328,9 @@ static void dial(Conn *c, uint32_t index) {
         return;
     }
     int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Persistent connections keep several frames in flight: no Nagle delay. connect/hold
+     * never write while data is unacknowledged (each write answers a reply): no syscall. */
+    if (mode == M_ECHO || mode == M_FANOUT) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (n_sources) {
         int s = (int)(src_i++ % n_sources);
         if (family == AF_INET) /* the port is chosen per 4-tuple at connect() */
@@ -652,24 +656,8 @@ static void on_input(Conn *c, const uint8_t *data, size_t n) {
     c->in_len = (uint32_t)n;
 }
 
-static void on_event(Conn *c, uint32_t ev) {
+static void read_all(Conn *c, uint32_t ev) {
     uint32_t gen = c->gen;
-    if (c->phase == P_DIAL) {
-        if (ev & (EPOLLERR | EPOLLHUP)) {
-            int err = 0;
-            socklen_t l = sizeof err;
-            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
-            char kb[64];
-            fail(c, connect_kind(err ? err : ECONNRESET, kb, sizeof kb));
-            return;
-        }
-        if (!(ev & EPOLLOUT)) return;
-        c->phase = P_HANDSHAKE;
-        conn_write(c, upgrade_req.b, upgrade_req.n);
-    } else if ((ev & EPOLLOUT) && c->out_len) {
-        conn_flush(c);
-    }
-    if (!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
     for (;;) {
         ssize_t r = read(c->fd, rbuf, RBUF);
         if (r > 0) {
@@ -689,6 +677,30 @@ static void on_event(Conn *c, uint32_t ev) {
             return;
         }
     }
+}
+
+static void on_event(Conn *c, uint32_t ev) {
+    uint32_t gen = c->gen;
+    if (c->phase == P_DIAL) {
+        if (ev & (EPOLLERR | EPOLLHUP)) {
+            int err = 0;
+            socklen_t l = sizeof err;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+            char kb[64];
+            fail(c, connect_kind(err ? err : ECONNRESET, kb, sizeof kb));
+            return;
+        }
+        if (!(ev & EPOLLOUT)) return;
+        c->phase = P_HANDSHAKE;
+        conn_write(c, upgrade_req.b, upgrade_req.n);
+    } else if ((ev & EPOLLOUT) && c->out_len) {
+        conn_flush(c);
+    }
+    if (!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
+    corked = c;
+    read_all(c, ev);
+    corked = NULL;
+    if (c->gen == gen && c->out_len) conn_flush(c);
 }
 
 static void check_deadlines(int64_t t) {
