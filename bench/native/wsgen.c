@@ -725,7 +725,7 @@ static size_t ctl_len;
 static int got_go, got_stop, got_abort;
 
 static void say(const char *fmt, ...) {
-    char line[1024];
+    static char line[80 * 1024]; /* the longest is the "done" JSON (< 64 KiB) */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line - 1, fmt, ap);
