@@ -11,9 +11,11 @@ in the measured window. A side's load is the larger of
 
 The verdict answers "did the rates measure the server?":
 
-- **server-bound**: the server side at >= 85% (the generator may be saturated too: the
-  reason says so; the rate is then still the server's capacity);
-- **generator-bound**: the generator at >= 85%, the server below;
+- **server-bound**: the server side at >= 85%, or its pinned CPUs >= 95% busy with
+  under 0.25 core of that taken by other processes (the generator may be saturated too:
+  the reason says so; the rate is then still the server's capacity);
+- **generator-bound**: the generator at >= 85% (or its CPUs full, as above), the server
+  not;
 - **host-busy**: neither side reached 85% while other processes took >= 0.25 core:
   rates and latencies are disturbed;
 - **unsaturated**: neither side reached 85% on a quiet host: latency-bound (raise -c);
@@ -35,6 +37,7 @@ from typing import Any
 from .procstat import descendants
 
 SATURATED = 0.85  # fraction of a side's cores that counts as saturated
+FULL = 0.95  # a pinned side's CPUs this busy (whoever used them) cannot give it more
 HOST_BUSY_CORES = 0.25  # other processes' use that disturbs a run
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -175,6 +178,13 @@ def _load(cores: float, cap: int, busy: float | None, irq: float) -> tuple[float
     return proc, load, (busy - load) * cap
 
 
+def _full(load: float, cpus_busy: float | None, others_on_cpus: float) -> bool:
+    if load >= SATURATED:
+        return True
+    # Its CPUs had no room left and little of it went to others: it got what it could.
+    return (cpus_busy or 0.0) >= FULL and others_on_cpus < HOST_BUSY_CORES
+
+
 def classify(i: Inputs) -> dict[str, Any]:
     """``{"side": ..., "reason": ..., "inputs": {...}}`` (see the module docstring)."""
     gen_proc, gen, gen_others = _load(
@@ -193,9 +203,9 @@ def classify(i: Inputs) -> dict[str, Any]:
     if i.server_cpus_busy is not None:
         reason += f" (processes {srv_proc:.0%} / {gen_proc:.0%}, the rest irq/softirq)"
     reason += f", other processes {others:.2f} core"
-    if srv >= SATURATED:
+    if _full(srv, i.server_cpus_busy, srv_others):
         side = "server-bound"
-    elif gen >= SATURATED:
+    elif _full(gen, i.generator_cpus_busy, gen_others):
         side = "generator-bound"
     elif others >= HOST_BUSY_CORES:
         side = "host-busy"

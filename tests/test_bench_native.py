@@ -225,6 +225,11 @@ def test_bottleneck_verdicts_from_recorded_inputs():
     v = classify(OTHERS_ON_SERVER_CPU)
     # CPU 0 was 96% busy but the probe and interrupts explain 37%: someone else had it.
     assert v["side"] == "host-busy" and v["others_cores"] == pytest.approx(0.72, abs=0.01)
+    # uvgate, native generator: CPU 0 96% busy, 82% of it the server and its interrupts.
+    v = classify(Inputs(0.47, 1, 0.68, 1, 0.96, 0.14, 0.65, 0.18, 0.14))
+    assert v["side"] == "server-bound"
+    # The same CPU, but with 0.4 core of it taken by someone else.
+    assert classify(Inputs(0.47, 1, 0.45, 1, 0.96, 0.11, 0.65, 0.18, 0.0))["side"] == "host-busy"
     assert classify(Inputs(0.3, 1, 0.2, 1, others_cores=0.05))["side"] == "unsaturated"
     assert classify(Inputs(0.3, 1, 0.2, 1, others_cores=0.6))["side"] == "host-busy"
     assert classify(Inputs(0.5, 1, 0.95, 1))["side"] == "server-bound"  # not pinned
