@@ -1,9 +1,9 @@
 """``uvgate-bench`` / ``python -m bench``: a WebSocket load generator and the comparison driver.
 
-    uvgate-bench connect --url ws://127.0.0.1:8765/ws --secret S -n 20000 -c 100 --server-pid PID
-    uvgate-bench hold    --url ws://127.0.0.1:8765/ws -n 10000 --rate 2000 --hold 10 --server-pid PID
-    uvgate-bench echo    --url ws://127.0.0.1:8765/ws -c 100 --duration 5 --size 32 --depth 4
-    uvgate-bench fanout  --url ws://127.0.0.1:8765/ws --subscribers 1000 --duration 5
+    uvgate-bench connect --url ws://127.0.0.1:6001/ws --secret S -n 20000 -c 100 --server-pid PID
+    uvgate-bench hold    --url ws://127.0.0.1:6001/ws -n 10000 --rate 2000 --hold 10 --server-pid PID
+    uvgate-bench echo    --url ws://127.0.0.1:6001/ws -c 100 --duration 5 --size 32 --depth 4
+    uvgate-bench fanout  --url ws://127.0.0.1:6001/ws --subscribers 1000 --duration 5
     uvgate-bench fanout  --protocol pusher --url ws://127.0.0.1:6001 --app-id 12345 \\
                          --app-key app-key --app-secret app-secret --subscribers 1000
     uvgate-bench compare [--quick] [--only uvgate,raw,...]
@@ -37,7 +37,9 @@ def _cpus(text: str) -> list[int]:
 def _common(p: argparse.ArgumentParser, scenario: str) -> None:
     g = p.add_argument_group("target")
     g.add_argument(
-        "--url", default="ws://127.0.0.1:8765/ws", help="ws:// URL (path used by native)"
+        "--url",
+        default="ws://127.0.0.1:6001/ws",
+        help="ws:// URL (path used by native; default: uvgate's default port)",
     )
     g.add_argument(
         "--protocol",
@@ -64,7 +66,28 @@ def _common(p: argparse.ArgumentParser, scenario: str) -> None:
     )
     r = p.add_argument_group("run")
     r.add_argument("--procs", type=int, default=1, help="generator processes")
-    r.add_argument("--cpus", type=_cpus, default=[], help="pin generator processes, e.g. 1 or 0-1")
+    r.add_argument(
+        "--generator",
+        choices=("auto", "native", "python"),
+        default="auto",
+        help="auto (default): the native C client (built on demand with the system compiler) "
+        "when it can run, else the Python one; native or python to force one",
+    )
+    r.add_argument(
+        "--cpus",
+        "--generator-cpu",
+        type=_cpus,
+        default=[],
+        dest="cpus",
+        help="pin generator processes, e.g. 1 or 0-1",
+    )
+    r.add_argument(
+        "--server-cpu",
+        type=_cpus,
+        default=[],
+        dest="server_cpus",
+        help="pin the --server-pid processes (every thread) to these CPUs, e.g. 0",
+    )
     r.add_argument(
         "--source",
         action="append",
@@ -152,7 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="side-by-side: uvgate vs the peer servers")
     p.add_argument("--quick", action="store_true", help="small counts, one run each (< 3 min)")
     p.add_argument(
-        "--only", default="", help="comma list: uvgate,raw,websockets,aiohttp,picows,node"
+        "--only",
+        default="",
+        help="comma list: uvgate,raw,picows,socketify,websockets,aiohttp,node",
+    )
+    p.add_argument(
+        "--generator",
+        choices=("auto", "native", "python"),
+        default="auto",
+        help="load generator for every run (default auto: native when it can be built)",
     )
     p.add_argument("--runs", type=int, default=0, help="runs per figure (default 3, quick 1)")
     p.add_argument("--out", default="", help="results directory (default bench/results)")
@@ -215,10 +246,31 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "subscribers",
         "publish_rate",
         "window",
+        "generator",
+        "server_cpus",
     ):
         if hasattr(args, name):
             setattr(cfg, name, getattr(args, name))
     return cfg
+
+
+def failure_verdict(res: dict[str, Any]) -> str | None:
+    """Why the run counts as failed (exit status 1), or None.
+
+    The rule: a run fails when no connection was set up, when more connections failed
+    than succeeded (most of the attempts), or when the measured work is zero (echo
+    without a message, fanout without a delivery).
+    """
+    ok = int(res["ok"])
+    failed = sum(res["failures"].values())
+    kinds = ", ".join(f"{k}={v}" for k, v in sorted(res["failures"].items()))
+    if ok == 0:
+        return f"every connection failed ({kinds or 'none set up'}); target {res['target']}"
+    if failed > ok:
+        return f"most connections failed: {failed} failures, {ok} ok ({kinds})"
+    if not res.get("units"):
+        return f"no {res['unit']} was measured ({ok} connections ok)"
+    return None
 
 
 def run_and_report(
@@ -247,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return hold100k_main(args)
         cfg = config_from_args(args)
-        run_and_report(cfg, args.json, args.plot, args.quiet)
+        res = run_and_report(cfg, args.json, args.plot, args.quiet)
+        why = failure_verdict(res)
+        if why:
+            print(f"uvgate-bench: run failed: {why}", file=sys.stderr)
+            return 1
     except (RemoteTargetError, ValueError) as exc:
         print(f"uvgate-bench: {exc}", file=sys.stderr)
         return 2

@@ -206,6 +206,7 @@ def run_all(
     log: Callable[[str], None],
     quiet_wait: float = 0.0,
     protocol: str = "native",
+    generator: str = "auto",
 ) -> dict[str, dict[str, Any]]:
     """Every job against every server, runs interleaved (run 1 of each server, then run 2...).
 
@@ -254,6 +255,7 @@ def run_all(
                             timeout=240.0,
                             label=name,
                             protocol=protocol,
+                            generator=generator,
                         )
                         for k, v in params[scenario].items():
                             setattr(cfg, k, v)
@@ -272,6 +274,7 @@ def run_all(
                     shown = "-" if val is None else f"{val:.2f}"
                     log(
                         f"  {name:<10} {scenario:<7} run {i + 1}/{runs}: {first} = {shown} "
+                        f"[{res['generator']['kind']} generator, {res['bottleneck']['side']}] "
                         f"{flags or ''}"
                     )
         finally:
@@ -291,10 +294,31 @@ def run_all(
                 "host_busy_runs": sum(
                     1 for r in rs if any("HOST-BUSY" in w for w in r["warnings"])
                 ),
+                "bound": bound_summary(rs),
                 "_raw": raw_last.get(name, {}).get("_raw_latency_ms", {}),
                 "_timeline": raw_last.get(name, {}).get("timeline", []),
             }
     return per
+
+
+_SHORT = {"server-bound": "server", "generator-bound": "generator", "host-busy": "host-busy"}
+
+
+def bound_summary(runs: list[dict[str, Any]]) -> str:
+    """Which side limited the runs, e.g. ``server`` or ``server 2, generator 1`` (+ kind)."""
+    sides: dict[str, int] = {}
+    kinds = set()
+    for r in runs:
+        side = _get(r, "bottleneck", "side") or "unknown"
+        sides[side] = sides.get(side, 0) + 1
+        kinds.add(_get(r, "generator", "kind") or "python")
+    if not sides:
+        return "-"
+    parts = [
+        _SHORT.get(s, s) + (f" {n}" if len(sides) > 1 else "")
+        for s, n in sorted(sides.items(), key=lambda kv: -kv[1])
+    ]
+    return ", ".join(parts) + f" ({'/'.join(sorted(kinds))} gen)"
 
 
 def _safe(fn: Callable[[dict[str, Any]], Any], run: dict[str, Any]) -> float | None:
@@ -315,8 +339,8 @@ def tables(data: dict[str, Any], ref: str | None, key: str = "servers") -> str:
     for scenario, _app in JOBS if key == "servers" else PUSHER_JOBS:
         figs = FIGURES[scenario]
         lines.append(f"\n### {scenario}\n")
-        lines.append("| server | " + " | ".join(f[0] for f in figs) + " |")
-        lines.append("|---|" + "---|" * len(figs))
+        lines.append("| server | " + " | ".join(f[0] for f in figs) + " | bound by |")
+        lines.append("|---|" + "---|" * (len(figs) + 1))
         refmed = _get(data[key].get(ref or "", {}), "scenarios", scenario, "median") or {}
         for s in servers:
             sc = data[key][s]["scenarios"].get(scenario, {})
@@ -340,6 +364,7 @@ def tables(data: dict[str, Any], ref: str | None, key: str = "servers") -> str:
             mark = ("*" if sc.get("generator_bound_runs") else "") + (
                 "!" if sc.get("host_busy_runs") else ""
             )
+            cells.append(sc.get("bound") or bound_summary(sc.get("runs", [])))
             lines.append(f"| {s}{' ' + mark if mark else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -454,14 +479,16 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
         f"- machine: {m['cpu_model']}, {m['cores']} cores, kernel {m['kernel']}, "
         f"Python {m['python']}, node {m['node'] or '-'}; load average at start "
         f"{m.get('loadavg_at_start', '?')} (the machine may be shared: see the `!` marks)",
-        f"- method: each server pinned to CPU {SERVER_CPU}, the generator (uvgate-bench, "
-        f"hand-rolled client framing on uvloop) to CPU {GEN_CPU}; every figure is the median of "
+        f"- method: each server pinned to CPU {SERVER_CPU}, the generator (uvgate-bench: "
+        f"{_generator_text(data)}) to CPU {GEN_CPU}; every figure is the median of "
         f"{data['runs']} run(s), the runs of the servers interleaved (run 1 of each, then run 2...) "
         "so a drifting background load is shared; loopback only. Job sizes: "
         + "; ".join(f"{k} {v}" for k, v in data["params"].items()),
         "- read the **server CPU per unit** columns (us of server CPU per connection, message or "
-        "delivery = the inverse of its capacity per core): on one loopback machine the Python "
-        "generator is often the bottleneck, so the measured rates mostly measure the generator. "
+        "delivery = the inverse of its capacity per core); the measured rates are the server's "
+        "capacity only where the run was server-bound. `bound by` says which side limited "
+        "each run (from the CPU both sides used, irq/softirq of their pinned CPUs included: "
+        "bench/bottleneck.py), with the generator used. "
         "`*` marks a server where at least one run was generator-bound, `!` one where other "
         "processes on the host took more than a quarter core during a run (rates disturbed).",
         f"- ratios in parentheses are to {ref or '-'} (value / {ref or '-'}); ±N% after the "
@@ -524,6 +551,19 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
     return "\n".join(lines) + "\n"
 
 
+def _generator_text(data: dict[str, Any]) -> str:
+    kinds: set[str] = set()
+    for key in ("servers", "pusher"):
+        for srv in (data.get(key) or {}).values():
+            for sc in srv.get("scenarios", {}).values():
+                kinds.update(_get(r, "generator", "kind") or "python" for r in sc.get("runs", []))
+    text = {
+        "native": "the native epoll client of bench/native, one process",
+        "python": "the Python client on uvloop, hand-rolled framing",
+    }
+    return "; ".join(text.get(k, k) for k in sorted(kinds)) or "-"
+
+
 def _strip(d: Any) -> Any:
     if isinstance(d, dict):
         return {k: _strip(v) for k, v in d.items() if not k.startswith("_")}
@@ -573,11 +613,22 @@ def compare_main(args: argparse.Namespace) -> int:
                 data["skipped"][name] = why
             else:
                 ready.append(name)
-        per = run_all(ready, pool, params, runs, pin, log, quiet_wait)
+        generator = getattr(args, "generator", "auto")
+        per = run_all(ready, pool, params, runs, pin, log, quiet_wait, generator=generator)
         data["servers"] = {n: {"scenarios": per[n]} for n in ready}
         if args.pusher:
             pnames = [n for n in ready if SERVERS[n].pusher_command is not None]
-            per = run_all(pnames, pool, params, runs, pin, log, quiet_wait, protocol="pusher")
+            per = run_all(
+                pnames,
+                pool,
+                params,
+                runs,
+                pin,
+                log,
+                quiet_wait,
+                protocol="pusher",
+                generator=generator,
+            )
             data["pusher"] = {n: {"scenarios": per[n]} for n in pnames}
     ref = "uvgate" if "uvgate" in data["servers"] else ("raw" if "raw" in data["servers"] else None)
     tag = "compare-quick" if quick else "compare"

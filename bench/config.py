@@ -25,7 +25,7 @@ class RunConfig:
     scenario: str = "connect"
     protocol: str = "native"  # native | pusher
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int = 6001  # uvgate's default port
     path: str = "/ws"
     http_host: str = ""  # Pusher HTTP API; defaults to host/port
     http_port: int = 0
@@ -54,6 +54,11 @@ class RunConfig:
     server_children: bool = False
     allow_remote: bool = False
     label: str = ""
+    # auto: the native generator (bench/native) when it can be built and covers the run,
+    # else the Python one; native: that one or an error; python: always the Python one.
+    generator: str = "auto"
+    native_binary: str = ""  # set by runner.plan when the native generator is used
+    server_cpus: list[int] = field(default_factory=list)  # pin the --server-pid processes
 
     @property
     def channel(self) -> str:
@@ -91,6 +96,8 @@ class RunConfig:
             raise ValueError(f"unknown scenario {self.scenario!r}")
         if self.protocol not in ("native", "pusher"):
             raise ValueError("protocol must be native or pusher")
+        if self.generator not in ("auto", "native", "python"):
+            raise ValueError("generator must be auto, native or python")
         if self.protocol == "pusher" and self.scenario == "echo":
             raise ValueError("echo is native only (Pusher has no echo)")
         checks = [

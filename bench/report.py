@@ -79,9 +79,13 @@ def markdown(res: dict[str, Any]) -> str:
     gen = res["generator"]
     row(
         "generator CPU",
-        f"{gen['cpu_s']:.2f} s ({gen['util_cores'] * 100:.0f}% of a core, {gen['procs']} procs)",
+        f"{gen['cpu_s']:.2f} s ({gen['util_cores'] * 100:.0f}% of a core, {gen['procs']} "
+        f"{gen.get('kind', 'python')} procs)",
     )
     row(f"generator CPU per {unit}", f"{_f(gen.get(f'cpu_us_per_{unit}'), 2)} us")
+    verdict = res.get("bottleneck")
+    if verdict:
+        row("bottleneck", f"**{verdict['side']}** ({verdict['reason']})")
     host = res.get("host")
     if host:
         row(

@@ -11,9 +11,10 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from . import bottleneck
 from .config import FDS_PER_PROC, PORTS_PER_SOURCE, RunConfig
 from .guard import RemoteTargetError, check_target
-from .procstat import ProcGroup, host_cpu, raise_nofile, self_cpu_seconds
+from .procstat import ProcGroup, descendants, host_cpu, raise_nofile, self_cpu_seconds
 from .scenarios import SCENARIOS, Ctl
 from .stats import merge_summaries
 
@@ -94,7 +95,13 @@ def worker_main(conn: Connection, cfg_dict: dict[str, Any], index: int) -> None:
     import uvloop
 
     try:
-        result = uvloop.run(_worker_async(conn, cfg, index))
+        if cfg.native_binary:
+            from .native.driver import run_native_worker
+
+            result = run_native_worker(conn, cfg, index, cfg.native_binary)
+            result["pid"] = os.getpid()
+        else:
+            result = uvloop.run(_worker_async(conn, cfg, index))
         # add_reader left the pipe non-blocking: a large result must not hit EAGAIN halfway.
         os.set_blocking(conn.fileno(), True)
         conn.send(("done", result))
@@ -118,6 +125,7 @@ def plan(cfg: RunConfig) -> list[str]:
     for s in cfg.sources:
         check_target(s, cfg.allow_remote)
     cfg.validate()
+    notes.extend(choose_generator(cfg))
     sockets = cfg.total_sockets()
     need = math.ceil(sockets / FDS_PER_PROC)
     if need > cfg.procs:
@@ -131,6 +139,28 @@ def plan(cfg: RunConfig) -> list[str]:
         if cfg.scenario == "echo" and cfg.concurrency < cfg.procs:
             cfg.procs = cfg.concurrency
     return notes
+
+
+def choose_generator(cfg: RunConfig) -> list[str]:
+    """Set ``cfg.native_binary`` when the native generator runs; notes say why not."""
+    cfg.native_binary = ""
+    if cfg.generator == "python":
+        return []
+    why = None
+    if cfg.protocol != "native":
+        why = "it speaks uvgate's native protocol only, not Pusher"
+    else:
+        from .native import NativeUnavailable, build_generator
+
+        try:
+            cfg.native_binary = build_generator()
+        except NativeUnavailable as exc:
+            why = str(exc)
+    if why is None:
+        return []
+    if cfg.generator == "native":
+        raise ValueError(f"--generator native is not available: {why}")
+    return [f"Python generator: the native one is not available ({why})"]
 
 
 class Parent:
@@ -198,6 +228,14 @@ class Parent:
                 raise BenchError(str(data))
             else:
                 self.inbox[i][kind] = data
+                if kind == "done":  # the final counts (a short run may end between reports)
+                    self.latest[i] = {
+                        "ok": data["ok"],
+                        "alive": data["alive"],
+                        "fail": sum(data["failures"].values()),
+                        "msgs": data["messages"],
+                        "deliv": data["deliveries"],
+                    }
         now = time.monotonic()
         if self.t_go and now - self._last_tick >= 0.25:
             self._last_tick = now
@@ -220,11 +258,11 @@ class Parent:
         cfg = self.cfg
         t = self.totals()
         el = time.monotonic() - self.t_go if self.t_go else 0.0
-        if cfg.scenario in ("connect", "hold"):
+        if final:
+            goal, done = 1, 1.0
+        elif cfg.scenario in ("connect", "hold"):
             goal = cfg.connections
             done = t["ok"] + t["fail"]
-        elif cfg.scenario == "echo":
-            goal, done = 1, min(1.0, el / cfg.duration) if self.t_go else 0.0
         else:
             goal, done = 1, min(1.0, el / cfg.duration) if self.t_go else 0.0
         frac = max(0.0, min(1.0, done / goal)) if goal else 0.0
@@ -260,12 +298,19 @@ def run(cfg: RunConfig, show_progress: bool | None = None) -> dict[str, Any]:
     started = time.time()
     deadline = time.monotonic() + cfg.timeout
     marks: dict[str, Any] = {}
+    if cfg.server_cpus and cfg.server_pids:
+        if not bottleneck.pin(cfg.server_pids, cfg.server_cpus, cfg.server_children):
+            raise BenchError(f"could not pin the server pids {cfg.server_pids}")
+    marks["server_affinity"] = bottleneck.affinity(parent.server.live_pids())
     try:
         parent.start()
         parent.phase = "setup"
         parent.wait_all("ready", deadline)
         marks["a"] = (time.monotonic(), parent.server.snapshot(), self_cpu_seconds())
         marks["host_a"] = host_cpu()
+        marks["cpus_a"] = bottleneck.cpu_times()
+        marks["procs_a"] = bottleneck.process_ticks()
+        marks["ours"] = descendants([os.getpid()]) | set(parent.server.live_pids())
         parent.t_go = time.monotonic()
         parent.phase = "run"
         parent.send_all("go", {"t0_ns": time.monotonic_ns()})
@@ -281,6 +326,9 @@ def run(cfg: RunConfig, show_progress: bool | None = None) -> dict[str, Any]:
         results = parent.wait_all("done", deadline)
         marks["b"] = (time.monotonic(), parent.server.snapshot(), self_cpu_seconds())
         marks["host_b"] = host_cpu()
+        marks["cpus_b"] = bottleneck.cpu_times()
+        marks["procs_b"] = bottleneck.process_ticks()
+        marks["ours"] |= descendants([os.getpid()]) | set(parent.server.live_pids())
         if show:
             parent.draw(final=True)
     except KeyboardInterrupt:
@@ -331,6 +379,7 @@ def assemble(
         "latency_ms": latency,
         "timeline": timeline,
         "generator": {
+            "kind": "native" if cfg.native_binary else "python",
             "procs": cfg.procs,
             "cpu_s": gen_cpu,
             "util_cores": gen_cpu / wall if wall > 0 else 0.0,
@@ -411,28 +460,54 @@ def assemble(
         # Only meaningful with --server-pid: else the server's own CPU counts as "others".
         "others_cores": max(0.0, host_busy - ours) if wall > 0 else 0.0,
     }
+    out["bottleneck"] = judge(cfg, out, marks, wall)
+    if "cpus_a" in marks and -1 in marks["cpus_a"]:
+        # Without irq/softirq time: that is the loopback traffic of this run, not others.
+        out["host"]["others_cores"] = out["bottleneck"].get("others_cores", 0.0)
     out["warnings"] = bottleneck_warnings(out)
     out["_raw_latency_ms"] = raw
     return out
 
 
-def bottleneck_warnings(out: dict[str, Any]) -> list[str]:
+def judge(
+    cfg: RunConfig, out: dict[str, Any], marks: dict[str, Any], wall: float
+) -> dict[str, Any]:
+    """The bottleneck verdict of one run (bench/bottleneck.py) from both sides' CPU."""
     gen = out["generator"]
-    cap = min(gen["procs"], gen["cores_available"])
-    warnings: list[str] = []
-    gen_busy = gen["util_cores"] >= 0.85 * cap
+    a, b = marks.get("cpus_a", {}), marks.get("cpus_b", {})
+    all_cpus = set(range(os.cpu_count() or 1))
+    gen_cpus = set(cfg.cpus) if cfg.cpus else all_cpus
     srv = out.get("server")
-    if srv is not None:
-        if gen_busy and srv["util_cores"] < 0.9:
-            warnings.append(
-                f"GENERATOR-BOUND: the generator used {gen['util_cores']:.2f} of its {cap} "
-                f"core(s) while the server used only {srv['util_cores']:.2f} core: the rates "
-                "measure the generator, compare server CPU per unit instead (or add --procs)"
-            )
-    elif gen_busy:
+    srv_cpus: set[int] = marks.get("server_affinity") or all_cpus
+    # A side's CPUs tell its load only when the two sides are pinned apart.
+    apart = not (gen_cpus & srv_cpus) and srv is not None
+    srv_cap = max(1, min(srv["pids"], len(srv_cpus))) if srv is not None else 1
+    srv_busy = bottleneck.cpus_busy(a, b, srv_cpus) if apart else None
+    gen_busy = bottleneck.cpus_busy(a, b, gen_cpus) if apart else None
+    inputs = bottleneck.Inputs(
+        generator_cores=gen["util_cores"],
+        generator_cap=max(1, min(gen["procs"], len(gen_cpus))),
+        server_cores=srv["util_cores"] if srv is not None else None,
+        server_cap=srv_cap,
+        server_cpus_busy=srv_busy[0] if srv_busy else None,
+        server_cpus_irq=srv_busy[1] if srv_busy else 0.0,
+        generator_cpus_busy=gen_busy[0] if gen_busy else None,
+        generator_cpus_irq=gen_busy[1] if gen_busy else 0.0,
+        others_cores=bottleneck.others_cores(
+            marks.get("procs_a", {}), marks.get("procs_b", {}), marks.get("ours", set()), wall
+        ),
+    )
+    return bottleneck.classify(inputs)
+
+
+def bottleneck_warnings(out: dict[str, Any]) -> list[str]:
+    verdict = out["bottleneck"]
+    warnings: list[str] = []
+    srv = out.get("server")
+    if verdict["side"] == "generator-bound":
         warnings.append(
-            f"GENERATOR-BOUND?: the generator used {gen['util_cores']:.2f} of its {cap} core(s); "
-            "pass --server-pid to tell whether the server or the generator was the limit"
+            f"GENERATOR-BOUND: {verdict['reason']}: the rates measure the generator, "
+            "compare server CPU per unit instead (or add --procs)"
         )
     host = out.get("host") or {}
     if srv is not None and host.get("others_cores", 0.0) > 0.25:

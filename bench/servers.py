@@ -111,6 +111,38 @@ def _check_module(mod: str) -> Callable[[], str | None]:
     return check
 
 
+def _import_error(mod: str) -> str | None:
+    r = subprocess.run(
+        [sys.executable, "-c", f"import {mod}"], capture_output=True, text=True, timeout=60
+    )
+    if r.returncode == 0:
+        return None
+    lines = r.stderr.strip().splitlines()
+    return lines[-1] if lines else f"import {mod} failed"
+
+
+def ensure_socketify() -> str | None:
+    """socketify's bundled uWebSockets library needs libuv1: install it with apt when root."""
+    why = _import_error("socketify")
+    if why is None:
+        return None
+    if "No module named" in why:
+        return "python module socketify is not installed (pip install socketify: the bench extra)"
+    if "libuv" in why and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing libuv1 (needed by socketify) with apt-get ...", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "libuv1"],
+            env=env,
+            capture_output=True,
+            timeout=600,
+        )
+        why = _import_error("socketify")
+        if why is None:
+            return None
+    return f"socketify does not load here: {why[-200:]} (on Debian: apt-get install libuv1)"
+
+
 def ensure_node() -> str | None:
     """Install the pinned ws into bench/peers/node_ws/node_modules with `npm ci` if missing."""
     if shutil.which("node") is None:
@@ -167,6 +199,12 @@ SERVERS: dict[str, ServerSpec] = {
             pusher_command=_py_peer("raw_probe.py"),
         ),
         ServerSpec("picows", "picows", _py_peer("picows_server.py"), _check_module("picows")),
+        ServerSpec(
+            "socketify",
+            "socketify (uWebSockets)",
+            _py_peer("socketify_server.py"),
+            ensure_socketify,
+        ),
         ServerSpec(
             "websockets",
             "websockets",

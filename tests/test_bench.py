@@ -54,7 +54,15 @@ def probe_factory():
 
 
 def _cfg(scenario: str, port: int, pid: int, **kw: object) -> RunConfig:
-    cfg = RunConfig(scenario=scenario, port=port, secret=SECRET, server_pids=[pid], timeout=30)
+    # The Python generator here; tests/test_bench_native.py runs the same jobs natively.
+    cfg = RunConfig(
+        scenario=scenario,
+        port=port,
+        secret=SECRET,
+        server_pids=[pid],
+        timeout=30,
+        generator="python",
+    )
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg
@@ -283,6 +291,7 @@ def test_failures_are_classified():
                 concurrency=3,
                 connect_timeout=0.3,
                 timeout=10,
+                generator="python",
             ),
             False,
         )
@@ -290,7 +299,14 @@ def test_failures_are_classified():
     finally:
         silent.close()
     res = run(
-        RunConfig(scenario="connect", port=free_port(), connections=2, concurrency=1, timeout=10),
+        RunConfig(
+            scenario="connect",
+            port=free_port(),
+            connections=2,
+            concurrency=1,
+            timeout=10,
+            generator="python",
+        ),
         False,
     )
     assert res["failures"] == {"connect_refused": 2}
