@@ -145,6 +145,7 @@ class Gateway:
                 registry=self.registry,
                 gate=self.gate,
                 stats=self.stats,
+                tasks=self.tasks,
                 heartbeat=self.heartbeat,
             )
             self.router.route_ws("/app/", pusher.handler, prefix=True)

@@ -685,9 +685,9 @@ def test_watchlist_online_offline(arun: Any) -> None:
                 assert offline == {"events": [{"name": "offline", "user_ids": ["b"]}]}
             await late.aclose()
             await watcher.aclose()
-            hub = engine_of(gw).hub
-            await settle(lambda: hub.connection_count(APP) == 0)
-            sizes = hub.sizes(APP)
+            engine = engine_of(gw)
+            await settle(lambda: engine.connection_count(APP) == 0)
+            sizes = engine.sizes(APP)
             assert sizes["local_users"] == sizes["local_watchers"] == sizes["online"] == 0
 
     arun(main())
@@ -879,7 +879,7 @@ def test_indexes_empty_after_everyone_leaves(arun: Any) -> None:
             for c in cs:
                 await c.aclose()
             await settle(lambda: engine.connection_count(APP) == 0)
-            assert set(engine.hub.sizes(APP).values()) == {0}
+            assert set(engine.sizes(APP).values()) == {0}
             assert engine.channels(APP) == {}
             assert not gw.registry
 

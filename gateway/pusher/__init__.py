@@ -29,7 +29,9 @@ from gateway.pusher.service import PusherService
 from gateway.pusher.webhooks import WebhookDispatcher, any_webhooks
 from gateway.registry import Registry
 from gateway.stats import Stats
+from gateway.tasks import TaskGroup
 from protocol.pusher.apps import DEV_APP, StaticAppStore, app_from_mapping
+from protocol.pusher.engine import Engine, MemoryEngine
 from protocol.pusher.hub import PusherHub
 
 log = logging.getLogger("uvgate.pusher")
@@ -80,20 +82,30 @@ def build(
     registry: Registry[Connection],
     gate: AuthGate,
     stats: Stats,
+    tasks: TaskGroup,
     heartbeat: Heartbeat,
+    engine: Engine | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> PusherService:
-    """The Pusher service for ``config`` (its routes and listener are wired by the caller)."""
+    """The Pusher service for ``config`` (its routes and listener are wired by the caller).
+
+    ``engine``: the deployment-wide state (a cluster's); by default this node's memory.
+    """
     store = build_store(config)
     _warn_dev_credentials(store)
     hub: PusherHub[Connection] = PusherHub()
-    delivery = LocalDelivery(hub, registry)
+    memory = MemoryEngine() if engine is None else None
+    engine = memory if memory is not None else engine
+    assert engine is not None
+    delivery = LocalDelivery(hub, registry, engine)
     handler = PusherHandler(
         hub,
+        engine,
         delivery,
         gate,
         store,
         stats=stats,
+        tasks=tasks,
         heartbeat=heartbeat,
         auth_timeout=config.auth_timeout,
         clock=clock,
@@ -102,12 +114,16 @@ def build(
     if any_webhooks(store):
         dispatcher = WebhookDispatcher(store)
         delivery.webhooks = dispatcher
-    return PusherService(
+    service = PusherService(
         store,
         hub,
+        engine,
         delivery,
         handler,
         dispatcher=dispatcher,
         timestamp_window=config.api_timestamp_window,
         clock=clock,
     )
+    if memory is not None:
+        memory.terminate_local = service.terminate_local
+    return service

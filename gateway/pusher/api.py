@@ -3,7 +3,11 @@
 The gateway routes ``/apps/{app_id}/...`` (and ``/users/{id}/...``, see below) to one
 ``PusherApi``; the sans-I/O layer (``protocol.pusher.apirequest`` and
 ``httpapi``) authenticates and parses, the engine publishes and answers the queries.
-Every handler is synchronous: no task per request, pipelined requests keep their order.
+The operations are written once, as coroutines that await the engine's answers. On one
+node the engine answers at once and a request is served synchronously (no task per
+request, pipelined requests keep their order); in a cluster the engine's answers come
+from Redis and the handler returns an awaitable. When the cluster state cannot be reached
+a request is refused with 503, never half delivered.
 
 Routes and answers:
 
@@ -35,11 +39,12 @@ Counters: ``PusherApi.stats`` (requests per status, errors), on ``/metrics`` thr
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote
 
 from gateway.connection import Connection
@@ -59,33 +64,49 @@ USERS_PREFIX = "/users/"
 _JSON = "application/json"
 
 
-class ChannelStateLike(Protocol):
-    @property
-    def occupied(self) -> bool: ...
-    @property
-    def subscription_count(self) -> int: ...
-    @property
-    def user_count(self) -> int | None: ...
-
-
-class CachedLike(Protocol):
-    def info(self, now: float) -> Mapping[str, Any]: ...
+T = TypeVar("T")
+Maybe = Any  # a value, or an awaitable of it (a cluster engine)
 
 
 class Engine(Protocol):
     """What the API needs from the Pusher service (``gateway.pusher.service``)."""
 
     store: AppStore
-    webhooks: Any
 
     def publish(
         self, app: App, channel: str, event: str, data: str, *, exclude_socket: str | None = None
-    ) -> int: ...
-    def channel_state(self, app: App, channel: str) -> ChannelStateLike: ...
-    def channels(self, app: App, prefix: str = "") -> Mapping[str, ChannelStateLike]: ...
-    def presence_users(self, app: App, channel: str) -> Iterable[str]: ...
-    def cached(self, app: App, channel: str, now: float) -> CachedLike | None: ...
-    def terminate_user(self, app: App, user_id: str) -> int: ...
+    ) -> Maybe: ...
+    def channel_state(self, app: App, channel: str) -> Maybe: ...
+    def channels(self, app: App, prefix: str = "") -> Maybe: ...
+    def presence_users(self, app: App, channel: str) -> Maybe: ...
+    def cached(self, app: App, channel: str, now: float | None = None) -> Maybe: ...
+    def terminate_user(self, app: App, user_id: str) -> Maybe: ...
+
+
+class Unavailable(Exception):
+    """The cluster state could not be reached: the request is refused with 503."""
+
+
+async def _answer(value: Awaitable[T] | T) -> T:
+    """The engine's answer, whether it came at once or through an awaitable."""
+    if inspect.isawaitable(value):
+        try:
+            return await value
+        except (ApiError, Unavailable):
+            raise
+        except Exception as exc:
+            raise Unavailable(str(exc) or type(exc).__name__) from exc
+    return value
+
+
+def _run_now(work: Coroutine[Any, Any, T]) -> T:
+    """Drive a coroutine that never suspends (a synchronous engine) to its result."""
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    work.close()
+    raise RuntimeError("a synchronous engine suspended")
 
 
 class ApiStats:
@@ -142,8 +163,11 @@ class PusherApi:
         *,
         timestamp_window: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
+        synchronous: bool = True,
     ) -> None:
         self.engine = engine
+        # True when every engine answer comes at once: requests are then served inline.
+        self.synchronous = synchronous
         self.timestamp_window = timestamp_window
         self.stats = ApiStats()
         # The hub's monotonic clock (cache expiry times are on it).
@@ -151,22 +175,42 @@ class PusherApi:
 
     # -- entry points (HttpHandler signature) ---------------------------------------------
 
-    def handle_apps(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
+    def handle_apps(
+        self, request: Request, body: bytes, conn: Connection
+    ) -> HttpResponse | Awaitable[HttpResponse]:
         """``/apps/...``."""
         return self._handle(request, body, apps=True)
 
-    def handle_users(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
+    def handle_users(
+        self, request: Request, body: bytes, conn: Connection
+    ) -> HttpResponse | Awaitable[HttpResponse]:
         """``/users/{id}/terminate_connections`` as the official Python library (3.3.x)
         posts it: no ``/apps/{id}`` prefix, the app found by ``auth_key``."""
         return self._handle(request, body, apps=False)
 
-    def _handle(self, request: Request, body: bytes, *, apps: bool) -> HttpResponse:
+    def _handle(
+        self, request: Request, body: bytes, *, apps: bool
+    ) -> HttpResponse | Awaitable[HttpResponse]:
+        work = self._respond(request, body, apps)
+        if self.synchronous:
+            return _run_now(work)
+        return work
+
+    async def _respond(self, request: Request, body: bytes, apps: bool) -> HttpResponse:
         try:
-            response = self._route(request, body) if apps else self._route_users(request, body)
+            if apps:
+                response = await self._route(request, body)
+            else:
+                response = await self._route_users(request, body)
         except ApiError as exc:
             response = _error(exc.status, exc.message)
         except _MethodNotAllowed as exc:
             response = _error(405, "Method not allowed", (("Allow", exc.allowed),))
+        except Unavailable as exc:
+            log.warning(
+                "Pusher API %s %s: cluster unavailable (%s)", request.method, request.path, exc
+            )
+            response = _error(503, "Cluster state unavailable, nothing was delivered; retry")
         except Exception:
             log.exception("Pusher API %s %s failed", request.method, request.path)
             response = _error(500, "Internal error")
@@ -175,7 +219,7 @@ class PusherApi:
 
     # -- routing ---------------------------------------------------------------------------
 
-    def _route(self, request: Request, body: bytes) -> HttpResponse:
+    async def _route(self, request: Request, body: bytes) -> HttpResponse:
         parts = request.path[len(APPS_PREFIX) :].split("/")
         app_id, rest = unquote(parts[0]), parts[1:]
         method = request.method
@@ -183,29 +227,29 @@ class PusherApi:
         if n == 1 and rest[0] == "events":
             _require(method, "POST")
             app, _ = self._authenticate(request, body, self.engine.store.by_id(app_id))
-            return self._trigger(app, body)
+            return await self._trigger(app, body)
         if n == 1 and rest[0] == "batch_events":
             _require(method, "POST")
             app, _ = self._authenticate(request, body, self.engine.store.by_id(app_id))
-            return self._batch(app, body)
+            return await self._batch(app, body)
         if n >= 1 and rest[0] == "channels" and n <= 3:
             if (n == 3 and rest[2] != "users") or (n >= 2 and not rest[1]):
                 raise ApiError(404, "Not found")
             _require(method, "GET")
             app, params = self._authenticate(request, body, self.engine.store.by_id(app_id))
             if n == 1:
-                return self._channels(app, params)
+                return await self._channels(app, params)
             channel = unquote(rest[1])
             if n == 2:
-                return self._channel(app, channel, params)
-            return self._users(app, channel)
+                return await self._channel(app, channel, params)
+            return await self._users(app, channel)
         if n == 3 and rest[0] == "users" and rest[2] == "terminate_connections":
             _require(method, "POST")
             app, _ = self._authenticate(request, body, self.engine.store.by_id(app_id))
-            return self._terminate(app, unquote(rest[1]))
+            return await self._terminate(app, unquote(rest[1]))
         raise ApiError(404, "Not found")
 
-    def _route_users(self, request: Request, body: bytes) -> HttpResponse:
+    async def _route_users(self, request: Request, body: bytes) -> HttpResponse:
         parts = request.path[len(USERS_PREFIX) :].split("/")
         if len(parts) != 2 or parts[1] != "terminate_connections":
             raise ApiError(404, "Not found")
@@ -217,7 +261,7 @@ class PusherApi:
             # The key is the credential here: an unknown one is an authentication failure.
             raise ApiError(401, "Invalid auth_key" if key else "Missing auth_key")
         self._verify(request, body, app, params)
-        return self._terminate(app, unquote(parts[0]))
+        return await self._terminate(app, unquote(parts[0]))
 
     def _authenticate(
         self, request: Request, body: bytes, app: App | None
@@ -248,8 +292,8 @@ class PusherApi:
 
     # -- operations ------------------------------------------------------------------------
 
-    def _info(self, app: App, channel: str, wanted: frozenset[str]) -> dict[str, int]:
-        state = self.engine.channel_state(app, channel)
+    async def _info(self, app: App, channel: str, wanted: frozenset[str]) -> dict[str, int]:
+        state = await _answer(self.engine.channel_state(app, channel))
         info: dict[str, int] = {}
         if "user_count" in wanted and classify(channel).is_presence:
             info["user_count"] = state.user_count or 0  # a vacant channel has no users
@@ -257,34 +301,41 @@ class PusherApi:
             info["subscription_count"] = state.subscription_count
         return info
 
-    def _publish(self, app: App, trigger: httpapi.TriggerRequest) -> None:
+    async def _publish(self, app: App, trigger: httpapi.TriggerRequest) -> None:
+        # Every channel's publish is started before the first is awaited (one Redis round
+        # trip for all of them in a cluster), and all must succeed for a 200.
         publish = self.engine.publish
-        for channel in trigger.channels:
+        pending = [
             publish(app, channel, trigger.name, trigger.data, exclude_socket=trigger.socket_id)
+            for channel in trigger.channels
+        ]
+        for result in pending:
+            await _answer(result)
 
-    def _trigger(self, app: App, body: bytes) -> HttpResponse:
+    async def _trigger(self, app: App, body: bytes) -> HttpResponse:
         trigger = httpapi.parse_trigger(body, app)
-        self._publish(app, trigger)
+        await self._publish(app, trigger)
         if not trigger.info:
             return _ok(httpapi.EMPTY)
-        channels = {c: self._info(app, c, trigger.info) for c in trigger.channels}
+        channels = {c: await self._info(app, c, trigger.info) for c in trigger.channels}
         return _ok(httpapi.trigger_response(channels))
 
-    def _batch(self, app: App, body: bytes) -> HttpResponse:
+    async def _batch(self, app: App, body: bytes) -> HttpResponse:
         # Parsed whole before anything is published: a bad item refuses the batch.
         triggers = httpapi.parse_batch(body, app)
         for trigger in triggers:
-            self._publish(app, trigger)
+            await self._publish(app, trigger)
         if not any(t.info for t in triggers):
             return _ok(httpapi.EMPTY)
-        items = [self._info(app, t.channels[0], t.info) if t.info else {} for t in triggers]
+        items = [await self._info(app, t.channels[0], t.info) if t.info else {} for t in triggers]
         return _ok(httpapi.batch_response(items))
 
-    def _channels(self, app: App, params: list[tuple[str, str]]) -> HttpResponse:
+    async def _channels(self, app: App, params: list[tuple[str, str]]) -> HttpResponse:
         query = httpapi.parse_channels_query(params)
         wanted = query.info
         out: dict[str, dict[str, int]] = {}
-        for name, state in self.engine.channels(app, query.prefix or "").items():
+        states = await _answer(self.engine.channels(app, query.prefix or ""))
+        for name, state in states.items():
             info: dict[str, int] = {}
             if "user_count" in wanted and state.user_count is not None:
                 info["user_count"] = state.user_count
@@ -293,14 +344,15 @@ class PusherApi:
             out[name] = info
         return _ok(httpapi.channels_response(out))
 
-    def _channel(self, app: App, channel: str, params: list[tuple[str, str]]) -> HttpResponse:
+    async def _channel(self, app: App, channel: str, params: list[tuple[str, str]]) -> HttpResponse:
         query = httpapi.parse_channel_query(channel, params)
-        state = self.engine.channel_state(app, channel)
+        state = await _answer(self.engine.channel_state(app, channel))
         cache = None
         if "cache" in query.info:
-            entry = self.engine.cached(app, channel, self._clock())
+            now = self._clock()
+            entry = await _answer(self.engine.cached(app, channel, now))
             if entry is not None:
-                cache = dict(entry.info(self._clock()))
+                cache = dict(entry.info(now))
         body = httpapi.channel_response(
             state.occupied,
             # Only asked of presence channels (the parser refuses others); vacant: 0.
@@ -312,12 +364,13 @@ class PusherApi:
         )
         return _ok(body)
 
-    def _users(self, app: App, channel: str) -> HttpResponse:
+    async def _users(self, app: App, channel: str) -> HttpResponse:
         httpapi.parse_users_query(channel)
-        return _ok(httpapi.users_response(self.engine.presence_users(app, channel)))
+        users = await _answer(self.engine.presence_users(app, channel))
+        return _ok(httpapi.users_response(users))
 
-    def _terminate(self, app: App, user_id: str) -> HttpResponse:
-        self.engine.terminate_user(app, httpapi.parse_terminate_user(user_id))
+    async def _terminate(self, app: App, user_id: str) -> HttpResponse:
+        await _answer(self.engine.terminate_user(app, httpapi.parse_terminate_user(user_id)))
         return _ok(httpapi.EMPTY)
 
     # -- metrics -----------------------------------------------------------------------------

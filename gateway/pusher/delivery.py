@@ -1,14 +1,13 @@
-"""Performing what the Pusher hub decided, on this node: deliveries, replies, webhooks.
+"""Delivering on this node: what the engine publishes reaches the local connections here.
 
 Every delivery is framed once and written to each local target through the one fan-out
 (``gateway.fanout``); a ``socket_id`` to exclude is found in the registry, where every
-Pusher socket is indexed by id. A cluster replaces ``deliver`` with a publish through its
-broker, whose copies come back to ``deliver`` on every node.
+Pusher socket is indexed by id. The engine calls ``deliver`` for every delivery meant for
+this node: at once for a single node, when its copy comes back from Redis in a cluster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol
 
 from gateway.connection import Connection
@@ -17,6 +16,7 @@ from gateway.registry import Registry
 from protocol.frames import OP_TEXT, encode_frame
 from protocol.pusher import webhooks as wh
 from protocol.pusher.apps import App
+from protocol.pusher.engine import Engine
 from protocol.pusher.hub import Delivery, Effects, PusherHub
 
 
@@ -31,10 +31,14 @@ class WebhookSink(Protocol):
 
 
 class LocalDelivery:
-    def __init__(self, hub: PusherHub[Connection], registry: Registry[Connection]) -> None:
+    def __init__(
+        self, hub: PusherHub[Connection], registry: Registry[Connection], engine: Engine
+    ) -> None:
         self.hub = hub
         self.registry = registry
+        self.engine = engine
         self.webhooks: WebhookSink | None = None
+        engine.bind(self.deliver, self.emit)
 
     def deliver(self, delivery: Delivery) -> int:
         """Write ``delivery`` to its local targets; returns how many took it."""
@@ -44,21 +48,17 @@ class LocalDelivery:
         exclude = self.registry.get(delivery.exclude) if delivery.exclude else None
         return write_all(targets, encode_frame(OP_TEXT, delivery.payload), exclude)
 
-    def perform(self, effects: Effects, app: App, actor: Connection | None = None) -> None:
-        """Deliveries to the others first, then the actor's replies, then webhooks."""
-        for delivery in effects.deliveries:
-            self.deliver(delivery)
-        if actor is not None:
-            for reply in effects.replies:
-                if type(reply) is str:
-                    actor.send_text(reply)
-                else:
-                    actor.write_frame(encode_frame(OP_TEXT, reply))  # type: ignore[arg-type]
-        if effects.webhooks:
-            self.emit(app, effects.webhooks)
-
-    def emit(self, app: App, events: Iterable[wh.WebhookEvent]) -> None:
+    def emit(self, app: App, event: wh.WebhookEvent) -> None:
         sink = self.webhooks
         if sink is not None:
-            for event in events:
-                sink.emit(app, event)
+            sink.emit(app, event)
+
+    def perform(self, effects: Effects, app: App, actor: Connection) -> None:
+        """The actor's replies, in order, then the webhook events (through the engine)."""
+        for reply in effects.replies:
+            if type(reply) is str:
+                actor.send_text(reply)
+            else:
+                actor.write_frame(encode_frame(OP_TEXT, reply))  # type: ignore[arg-type]
+        for event in effects.webhooks:
+            self.engine.webhook(app, event)

@@ -38,15 +38,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from gateway.auth import AuthGate, Refusal, close_instead
 from gateway.connection import OPEN, Connection
+from gateway.flow import ENGINE
 from gateway.liveness import Heartbeat
 from gateway.pusher.delivery import LocalDelivery
 from gateway.stats import Stats
+from gateway.tasks import TaskGroup
 from gateway.verifiers.base import Identity, clip_reason
 from protocol.frames import OP_TEXT, encode_frame
 from protocol.handshake import Request
@@ -55,13 +57,17 @@ from protocol.pusher.apirequest import parse_query
 from protocol.pusher.apps import App, AppStore
 from protocol.pusher.authorize import (
     SignedInUser,
+    SubscriptionGrant,
     authorize_signin,
     authorize_subscription,
     check_first_message,
 )
 from protocol.pusher.channels import is_valid_channel_name
-from protocol.pusher.connect import check_connect, check_quota
+from protocol.pusher.connect import check_connect
+from protocol.pusher.engine import Engine, is_pending
 from protocol.pusher.errors import (
+    OVER_CAPACITY,
+    OVER_QUOTA,
     PATH_NOT_FOUND,
     PONG_NOT_RECEIVED,
     RECONNECT_NOW,
@@ -69,7 +75,7 @@ from protocol.pusher.errors import (
     PusherError,
     SubscriptionError,
 )
-from protocol.pusher.hub import PusherHub, Session
+from protocol.pusher.hub import PusherHub, Session, Step
 from protocol.pusher.messages import (
     ClientEvent,
     Ping,
@@ -79,11 +85,16 @@ from protocol.pusher.messages import (
     Unsubscribe,
     parse_client_message,
 )
+from protocol.pusher.state import Joined
 
-connect_log = logging.getLogger("uvgate.pusher")
+log = logging.getLogger("uvgate.pusher")
+connect_log = log
 
 AUTH_TIMEOUT = "Authentication timeout"
 SWEEP_INTERVAL = 5.0  # seconds between two activity checks of a socket
+UNAVAILABLE = "Cluster state unavailable, try again"
+
+T = TypeVar("T")
 
 
 def text_frame(text: str) -> bytes:
@@ -99,25 +110,74 @@ class PusherHandler:
     def __init__(
         self,
         hub: PusherHub[Connection],
+        engine: Engine,
         delivery: LocalDelivery,
         gate: AuthGate,
         store: AppStore,
         *,
         stats: Stats,
+        tasks: TaskGroup,
         heartbeat: Heartbeat,
         auth_timeout: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
+        self.engine = engine
         self.delivery = delivery
         self.gate = gate
         self.store = store
         self.stats = stats
+        self.tasks = tasks
         self.heartbeat = heartbeat
         self.auth_timeout = auth_timeout
         self.clock = clock  # monotonic seconds: cache expiry, client-event rate limit
         self.pong_timeout = activity.PONG_TIMEOUT
         self.sweep_interval = SWEEP_INTERVAL
+        # Connections with an engine operation in flight: their close waits for it, so
+        # the operations of one connection reach the engine in order.
+        self._busy: dict[Connection, Any] = {}
+
+    # -------------------------------------------------------------- engine calls
+    def _then(
+        self,
+        conn: Connection,
+        result: Any,
+        done: Callable[[Any], None],
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Go on with ``done(value)`` now, or once the engine answers; meanwhile the
+        connection reads nothing (``flow.ENGINE``), so its messages keep their order."""
+        if not is_pending(result):
+            done(result)
+            return
+        conn.pause_reading_for(ENGINE)
+
+        async def wait() -> None:
+            try:
+                value = await result
+            except Exception as exc:
+                conn.resume_reading_for(ENGINE)
+                if failed is not None:
+                    failed(exc)
+                else:
+                    log.warning("engine operation failed: %s", exc)
+                return
+            conn.resume_reading_for(ENGINE)
+            done(value)
+
+        task = self.tasks.spawn(wait())
+        self._busy[conn] = task
+
+        def forget(_: object) -> None:
+            if self._busy.get(conn) is task:
+                del self._busy[conn]
+
+        task.add_done_callback(forget)
+
+    def _background(self, result: object) -> None:
+        """An engine operation nobody waits for (the connection is gone)."""
+        if is_pending(result):
+            self.tasks.spawn(_logged(result))
 
     # ------------------------------------------------------------ WsHandler
     def accept(self, conn: Connection, request: Request) -> None:
@@ -125,7 +185,6 @@ class PusherHandler:
         # pusher-js as a close code, which an HTTP status cannot carry.
         try:
             req = check_connect(request.path, parse_query(request.query), self.store)
-            check_quota(req.app, self.hub.connection_count(req.app))
         except PusherError as exc:
             conn.session = exc
             return
@@ -140,19 +199,7 @@ class PusherHandler:
                 if isinstance(pending, PusherError)
                 else PusherError(PATH_NOT_FOUND, "Path not found")
             )
-            connect_log.info(
-                "pusher connection refused",
-                extra={
-                    "fields": {
-                        "ip": conn.ip,
-                        "conn": conn.id,
-                        "code": exc.code,
-                        "reason": exc.message,
-                    }
-                },
-            )
-            conn.write_control(text_frame(messages.error_from(exc)))
-            conn.close(exc.code, exc.message)
+            self._refuse_connection(conn, exc)
             return
         app = pending
         # A verifier may still be asked about this socket (a native auth message on a
@@ -160,12 +207,42 @@ class PusherHandler:
         may_verify = app.first_message == "signin" and self.gate.requires_message
         conn.open_anonymous(keep_request=may_verify)
         conn.session = self.hub.open(app, conn, conn.id, self.clock())
-        conn.send_text(messages.connection_established(conn.id, app.activity_timeout))
-        window = app.require_auth_within
-        if window is None and app.first_message == "signin":
-            window = self.auth_timeout
-        if window:
-            conn.set_deadline(window)
+
+        def counted(count: int) -> None:
+            if app.max_connections is not None and count > app.max_connections:
+                conn.session = None  # nothing to undo in the hub at close
+                self._background(self.engine.disconnect(app, conn.id))
+                self._refuse_connection(conn, PusherError(OVER_QUOTA, "Over connection quota"))
+                return
+            if conn.state is not OPEN:
+                return  # closed meanwhile: on_close undoes the count
+            conn.send_text(messages.connection_established(conn.id, app.activity_timeout))
+            window = app.require_auth_within
+            if window is None and app.first_message == "signin":
+                window = self.auth_timeout
+            if window:
+                conn.set_deadline(window)
+
+        def unavailable(exc: Exception) -> None:
+            conn.session = None
+            self._refuse_connection(conn, PusherError(OVER_CAPACITY, UNAVAILABLE))
+
+        try:
+            result = self.engine.connect(app, conn.id)
+        except Exception as exc:
+            unavailable(exc)
+            return
+        self._then(conn, result, counted, unavailable)
+
+    def _refuse_connection(self, conn: Connection, exc: PusherError) -> None:
+        connect_log.info(
+            "pusher connection refused",
+            extra={
+                "fields": {"ip": conn.ip, "conn": conn.id, "code": exc.code, "reason": exc.message}
+            },
+        )
+        conn.write_control(text_frame(messages.error_from(exc)))
+        conn.close(exc.code, exc.message)
 
     def on_message(self, conn: Connection, data: str | bytes) -> None:
         session: Session[Connection] = conn.session
@@ -192,17 +269,13 @@ class PusherHandler:
                 self.auth_failed(conn, session, exc.message)
                 return
         if kind is ClientEvent:
-            try:
-                effects = self.hub.client_event(session, msg, self.clock())  # type: ignore[arg-type]
-            except PusherError as exc:
-                conn.send_text(messages.error_from(exc))
-                return
-            self.delivery.perform(effects, app, conn)
+            self._client_event(conn, session, msg)  # type: ignore[arg-type]
         elif kind is Subscribe:
             self._subscribe(conn, session, msg)  # type: ignore[arg-type]
         elif kind is Unsubscribe:
-            effects = self.hub.unsubscribe(session, msg.channel)  # type: ignore[union-attr]
-            self.delivery.perform(effects, app, conn)
+            leave = self.hub.unsubscribe(session, msg.channel)  # type: ignore[union-attr]
+            if leave is not None:
+                self._then(conn, self.engine.leave(app, leave[0], conn.id, leave[1]), _nothing)
         elif kind is Signin:
             self._signin(conn, session, msg)  # type: ignore[arg-type]
         elif kind is Pong:
@@ -247,29 +320,98 @@ class PusherHandler:
 
     def on_close(self, conn: Connection, code: int) -> None:
         session = conn.session
-        if isinstance(session, Session):
-            self.delivery.perform(self.hub.close(session), session.app)
+        if not isinstance(session, Session):
+            return
+        busy = self._busy.get(conn)
+        if busy is None:
+            self._closed(session)
+        else:
+            # An engine operation of this connection is in flight: undo after it.
+            busy.add_done_callback(lambda _: self._closed(session))
+
+    def _closed(self, session: Session[Connection]) -> None:
+        """Undo everything the connection holds, here (hub) and in the engine."""
+        closing = self.hub.closing(session)
+        app, socket_id = session.app, session.socket_id
+        engine = self.engine
+        for channel, user_id in closing.leaves:
+            self._background(engine.leave(app, channel, socket_id, user_id))
+        if closing.user is not None:
+            user = closing.user
+            self._background(engine.sign_out(app, user.id, socket_id, user.watchlist))
+        self._background(engine.disconnect(app, socket_id))
 
     # ------------------------------------------------------------- messages
+    def _client_event(
+        self, conn: Connection, session: Session[Connection], msg: ClientEvent
+    ) -> None:
+        try:
+            delivery, hook = self.hub.client_event(session, msg, self.clock())
+        except PusherError as exc:
+            conn.send_text(messages.error_from(exc))
+            return
+        # No wait for the engine: a client event is fire and forget, as in Pusher.
+        self._background(self.engine.publish(delivery))
+        if hook is not None:
+            self.engine.webhook(session.app, hook)
+
     def _subscribe(self, conn: Connection, session: Session[Connection], msg: Subscribe) -> None:
         app = session.app
         try:
             grant = authorize_subscription(app, conn.id, msg, user_id=session.user_id)
-            effects = self.hub.subscribe(session, grant, self.clock())
+            step, replies = self.hub.subscribing(session, grant)
         except SubscriptionError as exc:
-            conn.send_text(messages.subscription_error_from(exc))
-            if exc.is_auth_failure:
-                self.auth_failed(
-                    conn,
-                    session,
-                    exc.message,
-                    channel=exc.channel,
-                    close=app.auth_failure == "close",
-                )
+            self._subscription_failed(conn, session, exc)
             return
-        self.delivery.perform(effects, app, conn)
+        if step is Step.DONE:
+            for reply in replies:
+                conn.send_text(reply)
+            self._auth_met(conn, grant)
+            return
+        channel = grant.channel
+        if step is Step.ROSTER:
+            self._then(
+                conn,
+                self.engine.members(app, channel),
+                lambda members: _send(conn, messages.subscription_succeeded(channel, members)),
+            )
+            return
+
+        def joined(result: Joined) -> None:
+            self.delivery.perform(self.hub.subscribed(session, grant, result), app, conn)
+            self._auth_met(conn, grant)
+
+        def failed(exc: Exception) -> None:
+            if not isinstance(exc, SubscriptionError):
+                log.warning("subscribe to %s failed: %s", channel, exc)
+                exc = SubscriptionError(
+                    channel, OVER_CAPACITY, UNAVAILABLE, type="ServiceUnavailable", status=503
+                )
+            self._subscription_failed(conn, session, exc)
+
+        try:
+            result = self.engine.join(app, channel, conn.id, grant.member, self.clock(), joined)
+        except SubscriptionError as exc:
+            failed(exc)
+            return
+        self._then(conn, result, _nothing, failed)
+
+    def _auth_met(self, conn: Connection, grant: SubscriptionGrant) -> None:
         if grant.kind.requires_auth and conn.state is OPEN:
             conn.clear_deadline()  # require_auth_within is met
+
+    def _subscription_failed(
+        self, conn: Connection, session: Session[Connection], exc: SubscriptionError
+    ) -> None:
+        conn.send_text(messages.subscription_error_from(exc))
+        if exc.is_auth_failure:
+            self.auth_failed(
+                conn,
+                session,
+                exc.message,
+                channel=exc.channel,
+                close=session.app.auth_failure == "close",
+            )
 
     def _signin(self, conn: Connection, session: Session[Connection], msg: Signin) -> None:
         try:
@@ -288,7 +430,16 @@ class PusherHandler:
         conn.clear_deadline()
         conn.request = None  # no verifier will be asked about it any more
         self.stats.auth_ok += 1
-        self.delivery.perform(self.hub.signin(session, user), session.app, conn)
+        app, engine = session.app, self.engine
+        previous = self.hub.signing_in(session, user)
+        if previous is not None:
+            self._background(engine.sign_out(app, previous.id, conn.id, previous.watchlist))
+        watchlist = list(dict.fromkeys(user.watchlist))
+
+        def online(ids: list[str]) -> None:
+            self.delivery.perform(self.hub.signed_in(session, user, ids), app, conn)
+
+        self._then(conn, engine.sign_in(app, user.id, conn.id, watchlist), online)
 
     def _native_auth(
         self, conn: Connection, session: Session[Connection], data: str | bytes
@@ -365,3 +516,18 @@ class PusherHandler:
         if refusal.close:
             conn.send_text(messages.error(reason, UNAUTHORIZED))
             conn.close(UNAUTHORIZED, clip_reason(reason))
+
+
+def _nothing(value: object) -> None:
+    return None
+
+
+async def _logged(result: Any) -> None:
+    try:
+        await result
+    except Exception as exc:
+        log.warning("background engine operation failed: %s", exc)
+
+
+def _send(conn: Connection, text: str) -> None:
+    conn.send_text(text)

@@ -1,9 +1,12 @@
 """The Pusher service of one gateway: the component the gateway starts, stops and scrapes.
 
-It owns the parts built by ``gateway.pusher.build`` (hub, WebSocket handler, HTTP API,
-webhook dispatcher, optional API listener) and is the embedder's handle on Pusher::
+It owns the parts built by ``gateway.pusher.build`` (hub, engine, WebSocket handler, HTTP
+API, webhook dispatcher, optional API listener) and is the embedder's handle on Pusher::
 
     gateway.pusher.publish(app, "orders", "created", '{"id":1}')
+
+Queries and publishes go to the engine: on one node they answer at once, in a cluster
+they return awaitables (the HTTP API awaits them).
 
 ``terminate_user`` closes with 4009 "You got disconnected by the app.", after a
 ``pusher:error`` with the same code, as soketi and sockudo do: 4000-4099 tells pusher-js
@@ -14,8 +17,8 @@ not to reconnect (pusher-protocol.md "Close / error codes"), which is the point 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from gateway.connection import Connection
 from gateway.metrics import Metric
@@ -25,8 +28,9 @@ from gateway.pusher.handler import PusherHandler, text_frame
 from protocol.pusher import messages
 from protocol.pusher.apps import App, AppStore
 from protocol.pusher.cache import CachedEvent
+from protocol.pusher.engine import Engine, Maybe
 from protocol.pusher.errors import UNAUTHORIZED
-from protocol.pusher.hub import PusherHub
+from protocol.pusher.hub import PusherHub, trigger_delivery
 from protocol.pusher.state import ChannelState
 
 if TYPE_CHECKING:
@@ -41,6 +45,7 @@ class PusherService:
         self,
         store: AppStore,
         hub: PusherHub[Connection],
+        engine: Engine,
         delivery: LocalDelivery,
         handler: PusherHandler,
         *,
@@ -51,6 +56,7 @@ class PusherService:
     ) -> None:
         self.store = store
         self.hub = hub
+        self.engine = engine
         self.delivery = delivery
         self.handler = handler
         self.api = PusherApi(self, timestamp_window=timestamp_window, clock=clock)
@@ -61,20 +67,23 @@ class PusherService:
     # ============================================================ embedder API
     def publish(
         self, app: App, channel: str, event: str, data: str, *, exclude_socket: str | None = None
-    ) -> int:
-        """Deliver a server event to the subscribers of ``channel``; return how many took it.
+    ) -> Maybe[int]:
+        """Deliver a server event to the subscribers of ``channel`` (on every node).
 
         Cache channels keep it (even with no subscribers) for their next subscribers;
-        ``#server-to-user-{id}`` goes to that user's signed-in connections.
+        ``#server-to-user-{id}`` goes to that user's signed-in connections. One node
+        returns how many connections took it; a cluster returns an awaitable.
         """
-        delivery = self.hub.publish(
-            app, channel, event, data, exclude_socket=exclude_socket, now=self.clock()
-        )
-        return self.delivery.deliver(delivery)
+        delivery = trigger_delivery(app, channel, event, data, exclude_socket)
+        return self.engine.trigger(app, delivery, event, data, self.clock())
 
-    def terminate_user(self, app: App, user_id: str) -> int:
-        """Close the user's signed-in connections with 4009; return how many."""
-        targets = self.hub.user_handles(app, user_id)
+    def terminate_user(self, app: App, user_id: str) -> Maybe[int]:
+        """Close the user's signed-in connections with 4009 (on every node)."""
+        return self.engine.terminate(app, user_id)
+
+    def terminate_local(self, app: App, user_id: str) -> int:
+        """Close the user's signed-in connections of this node; return how many."""
+        targets = self.hub.user_handles(app.id, user_id)
         if not targets:
             return 0
         error = text_frame(messages.error(TERMINATED, UNAUTHORIZED))
@@ -83,21 +92,29 @@ class PusherService:
             conn.close(UNAUTHORIZED, TERMINATED)
         return len(targets)
 
-    def channel_state(self, app: App, channel: str) -> ChannelState:
-        return self.hub.channel_state(app, channel)
+    def channel_state(self, app: App, channel: str) -> Maybe[ChannelState]:
+        return self.engine.channel(app, channel)
 
-    def channels(self, app: App, prefix: str = "") -> dict[str, ChannelState]:
+    def channels(self, app: App, prefix: str = "") -> Maybe[dict[str, ChannelState]]:
         """Occupied channels whose name starts with ``prefix``."""
-        return self.hub.channels(app, prefix)
+        return self.engine.channels(app, prefix)
 
-    def presence_users(self, app: App, channel: str) -> list[str]:
-        return self.hub.presence_users(app, channel)
+    def presence_users(self, app: App, channel: str) -> Maybe[list[str]]:
+        return self.engine.presence_users(app, channel)
 
-    def cached(self, app: App, channel: str, now: float | None = None) -> CachedEvent | None:
-        return self.hub.cached(app, channel, self.clock() if now is None else now)
+    def cached(self, app: App, channel: str, now: float | None = None) -> Maybe[CachedEvent | None]:
+        return self.engine.cached(app, channel, self.clock() if now is None else now)
 
-    def connection_count(self, app: App) -> int:
-        return self.hub.connection_count(app)
+    def connection_count(self, app: App) -> Maybe[int]:
+        return self.engine.connection_count(app)
+
+    def sizes(self, app: App) -> Mapping[str, Any]:
+        """Local and (single node) shared index sizes: leak checks."""
+        sizes: dict[str, Any] = dict(self.hub.sizes(app))
+        engine_sizes = getattr(self.engine, "sizes", None)
+        if engine_sizes is not None:
+            sizes.update(engine_sizes(app))
+        return sizes
 
     @property
     def webhooks(self) -> WebhookSink | None:
@@ -133,8 +150,10 @@ class PusherService:
             await self.api_listener.wait_closed()
 
     def expire(self, now: float) -> None:
-        """Periodic: drop expired cache entries."""
-        self.hub.expire(self.clock())
+        """Periodic: drop expired cache entries (a single node keeps them in memory)."""
+        expire = getattr(self.engine, "expire", None)
+        if expire is not None:
+            expire(self.clock())
 
     def metrics(self) -> list[Metric]:
         out = self.api.metrics()

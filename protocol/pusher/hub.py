@@ -1,24 +1,23 @@
-"""The Pusher hub: the rules of channels, presence, users, watchlists and cache, sans I/O.
+"""The Pusher hub: the rules of channels, presence, users and watchlists, sans I/O.
 
-The hub knows subscribers only as opaque, hashable *handles* (the gateway passes its
-connection objects; tests pass strings) and never writes to them. Each operation changes
-state and returns ``Effects``: what to deliver to whom, what to answer the acting
-connection, which webhook events happened. The I/O shell (``gateway.pusher``) performs
-them, in this order: deliveries to the others, then replies to the actor (a write to the
-actor can close it as a slow consumer, and its close must undo a join the others have
-already heard of), then webhooks.
+The hub knows the connections of *this node* as opaque, hashable *handles* (the gateway
+passes its connection objects; tests pass strings) and never writes to them. It keeps the
+**local index** (which handles are on a channel, signed in as a user, watching a user) and
+each connection's ``Session``, and judges what a connection asks.
 
-Two kinds of state, kept apart on purpose:
+What must hold for the whole deployment (occupancy, presence counted per user, users
+online, the cache, quotas) and delivery to other nodes belong to the engine
+(``engine.Engine``). So an operation that changes such facts comes in two steps around the
+engine's call, and the shell runs them in order::
 
-* the **local index** (here): which handles of this node are on a channel, signed in as
-  a user, watching a user. Deliveries name a target (a channel, a user's connections, a
-  user's watchers) and are resolved against it by ``targets``;
-* the **deployment-wide facts** (``state.MemoryState``): occupancy counts, presence
-  rosters, users online, cache. Their operations decide the first/last transitions.
+    step, replies = hub.subscribing(session, grant)   # JOIN: ask the engine
+    engine.join(app, channel, socket_id, member, now, on_joined)
+    effects = hub.subscribed(session, grant, joined)  # in on_joined: index, answer
 
-On one node the delivery of an ``Effects`` is immediate and local. In a cluster the
-facts live in a shared store and each ``Delivery`` travels through a broker to every node,
-which resolves it against its own local index: the hub is the seam where that plugs in.
+The engine announces what the facts decided (``member_added`` to the channel, ``online``
+to watchers) as ``Delivery`` values: a payload for the handles of a target (a channel's
+subscribers, a user's connections, a user's watchers) on every node, minus one socket id.
+Each node resolves a delivery against its own local index with ``targets``.
 """
 
 from __future__ import annotations
@@ -33,19 +32,20 @@ from . import messages
 from . import webhooks as wh
 from .apps import App
 from .authorize import SignedInUser, SubscriptionGrant, check_client_event
-from .cache import CachedEvent
 from .channels import ChannelKind, classify, server_to_user_id
 from .errors import INVALID_MESSAGE, SubscriptionError
 from .ratelimit import rate_limit_error, take
-from .state import ChannelState, MemoryState
+from .state import Joined
 
 __all__ = [
-    "ChannelState",
+    "Closing",
     "Delivery",
     "Effects",
     "PusherHub",
     "Session",
+    "Step",
     "Target",
+    "trigger_delivery",
 ]
 
 H = TypeVar("H", bound=Hashable)
@@ -71,17 +71,30 @@ class Delivery:
 
 
 class Effects:
-    """What one operation asks the I/O shell to do (see the module docstring)."""
+    """What the shell does after an operation: answer the connection, then pass the
+    webhook events (client_event, cache_miss) to the engine."""
 
-    __slots__ = ("deliveries", "replies", "webhooks")
+    __slots__ = ("replies", "webhooks")
 
     def __init__(self) -> None:
-        self.deliveries: list[Delivery] = []
         self.replies: list[str | bytes] = []  # str: a server message; bytes: a channel event
         self.webhooks: list[wh.WebhookEvent] = []
 
-    def __bool__(self) -> bool:
-        return bool(self.deliveries or self.replies or self.webhooks)
+
+class Step(enum.Enum):
+    """What ``subscribing`` decided."""
+
+    JOIN = "join"  # ask the engine to join, then ``subscribed``
+    DONE = "done"  # answered: send the replies
+    ROSTER = "roster"  # already on this presence channel: answer with the engine's roster
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """What a closed connection leaves for the engine to undo."""
+
+    leaves: list[tuple[str, str | None]]  # (channel, presence user id)
+    user: SignedInUser | None  # its signin, if any
 
 
 class Session(Generic[H]):
@@ -164,15 +177,9 @@ def _discard(index: dict[str, set[H]], key: str, handle: H) -> None:
 
 
 class PusherHub(Generic[H]):
-    """Pusher state of every app of one node; see the module docstring."""
+    """The connections of one node and the rules they follow; see the module docstring."""
 
-    def __init__(
-        self,
-        state: MemoryState | None = None,
-        *,
-        max_channels_per_connection: int = MAX_CHANNELS_PER_CONNECTION,
-    ) -> None:
-        self.state = state if state is not None else MemoryState()
+    def __init__(self, *, max_channels_per_connection: int = MAX_CHANNELS_PER_CONNECTION) -> None:
         self.max_channels_per_connection = max_channels_per_connection
         self._local: dict[str, _Local[H]] = {}
 
@@ -184,38 +191,37 @@ class PusherHub(Generic[H]):
 
     # =========================================================== connections
     def open(self, app: App, handle: H, socket_id: str, now: float) -> Session[H]:
-        """A connection of ``app`` opened (the caller checked the quota)."""
-        self.state.connect(app)
+        """A connection of ``app`` opened (the engine counted it against the quota)."""
         return Session(app, handle, socket_id, now)
 
-    def close(self, session: Session[H]) -> Effects:
-        """The connection closed: undo every subscription and its signin."""
-        effects = Effects()
+    def closing(self, session: Session[H]) -> Closing:
+        """The connection closed: drop it from every local index; returns what the
+        engine must undo (its subscriptions, its signin)."""
+        leaves: list[tuple[str, str | None]] = []
         if session.channels:
             for channel in list(session.channels):
-                self._unsubscribe(session, channel, effects)
-        if session.user is not None:
-            self._sign_out(session, effects)
-        self.state.disconnect(session.app)
-        return effects
+                leave = self.unsubscribe(session, channel)
+                if leave is not None:
+                    leaves.append(leave)
+        user = self.signing_in(session, None)
+        return Closing(leaves, user)
 
     # ============================================================ subscribing
-    def subscribe(self, session: Session[H], grant: SubscriptionGrant, now: float) -> Effects:
-        """Subscribe after ``authorize_subscription`` said yes.
+    def subscribing(self, session: Session[H], grant: SubscriptionGrant) -> tuple[Step, list[str]]:
+        """Before the engine's ``join``: ``JOIN``; or ``DONE`` with the replies that settle
+        the request at once (already subscribed, ``#server-to-user-*``); or ``ROSTER``
+        (already on this presence channel: confirm again with the engine's roster).
 
-        Raises ``SubscriptionError`` when a presence channel is full (4304) or the socket
-        holds ``max_channels_per_connection`` channels already (4300, ``LimitReached``).
+        Raises ``SubscriptionError`` (4300, ``LimitReached``) when the socket holds
+        ``max_channels_per_connection`` channels already.
         """
-        app = session.app
-        effects = Effects()
-        # Interned: every subscriber's session then shares one key string (idle memory).
-        channel, kind = sys.intern(grant.channel), grant.kind
+        channel, kind = grant.channel, grant.kind
         channels = session.channels
         if channels is not None and channel in channels:
             # Already subscribed (a client retrying): confirm again, change nothing.
-            members = self.state.members(app, channel) if kind.is_presence else None
-            effects.replies.append(messages.subscription_succeeded(channel, members))
-            return effects
+            if kind.is_presence:
+                return Step.ROSTER, []
+            return Step.DONE, [messages.subscription_succeeded(channel)]
         if channels is not None and len(channels) >= self.max_channels_per_connection:
             # Each subscription costs memory: one socket must not hold unbounded sets.
             raise SubscriptionError(
@@ -227,117 +233,86 @@ class PusherHub(Generic[H]):
             )
         if kind is ChannelKind.SERVER_TO_USER:
             # Delivered through the user index (``Target.USER``), not a channel set.
-            _remember(session, channel, kind)
-            effects.replies.append(messages.subscription_succeeded(channel))
-            return effects
+            _remember(session, sys.intern(channel), kind)
+            return Step.DONE, [messages.subscription_succeeded(channel)]
+        return Step.JOIN, []
 
+    def subscribed(self, session: Session[H], grant: SubscriptionGrant, joined: Joined) -> Effects:
+        """After the engine's ``join``: index the socket, answer it (roster, cache)."""
+        # Interned: every subscriber's session then shares one key string (idle memory).
+        channel, kind = sys.intern(grant.channel), grant.kind
+        app = session.app
         member = grant.member
-        joined = self.state.join(app, channel, session.socket_id, member)
         if member is not None:
             if session.presence is None:
                 session.presence = {}
             session.presence[channel] = member.user_id
         _add(self._index(app).channels, channel, session.handle)
         _remember(session, channel, kind)
-
-        if joined.first_member:
-            assert member is not None
-            payload = messages.member_added(channel, member.user_id, member.user_info)
-            effects.deliveries.append(
-                Delivery(Target.CHANNEL, app.id, channel, payload.encode(), session.socket_id)
-            )
-        hooks = bool(app.webhooks)
-        if hooks:
-            if joined.occupied_now:
-                effects.webhooks.append(wh.channel_occupied(channel))
-            if joined.first_member:
-                assert member is not None
-                effects.webhooks.append(wh.member_added(channel, member.user_id))
+        effects = Effects()
         effects.replies.append(messages.subscription_succeeded(channel, joined.members))
         if kind.is_cache:
-            entry = self.state.cached(app, channel, now)
-            if entry is not None:
-                effects.replies.append(entry.frame)
+            if joined.cached is not None:
+                effects.replies.append(joined.cached.frame)
             else:
                 effects.replies.append(messages.cache_miss(channel))
-                if hooks:
+                if app.webhooks:
                     effects.webhooks.append(wh.cache_miss(channel))
         return effects
 
-    def unsubscribe(self, session: Session[H], channel: str) -> Effects:
-        """Leave ``channel`` (no reply: pusher-protocol.md "pusher:unsubscribe")."""
-        effects = Effects()
-        self._unsubscribe(session, channel, effects)
-        return effects
-
-    def _unsubscribe(self, session: Session[H], channel: str, effects: Effects) -> None:
+    def unsubscribe(self, session: Session[H], channel: str) -> tuple[str, str | None] | None:
+        """Leave ``channel`` here (no reply: pusher-protocol.md "pusher:unsubscribe").
+        Returns ``(channel, presence user id)`` for the engine's ``leave``, or None."""
         channels = session.channels
         kind = channels.pop(channel, None) if channels else None
         if kind is None:
-            return
+            return None
         if not channels:
             session.channels = None
         if kind is ChannelKind.SERVER_TO_USER:
-            return
-        app = session.app
-        _discard(self._index(app).channels, channel, session.handle)
+            return None
+        _discard(self._index(session.app).channels, channel, session.handle)
         user_id = session.presence.pop(channel, None) if session.presence else None
         if user_id is not None and not session.presence:
             session.presence = None
-        left = self.state.leave(app, channel, session.socket_id, user_id)
-        if left.last_member:
-            assert user_id is not None
-            payload = messages.member_removed(channel, user_id).encode()
-            effects.deliveries.append(Delivery(Target.CHANNEL, app.id, channel, payload))
-            if app.webhooks:
-                effects.webhooks.append(wh.member_removed(channel, user_id))
-        if left.vacated and app.webhooks:
-            effects.webhooks.append(wh.channel_vacated(channel))
+        return (channel, user_id)
 
     # ================================================================== users
-    def signin(self, session: Session[H], user: SignedInUser) -> Effects:
-        """After ``authorize_signin`` said yes: index the user, answer, run the watchlist."""
-        effects = Effects()
-        if session.user is not None:
-            self._sign_out(session, effects)
-        app = session.app
-        local = self._index(app)
+    def signing_in(self, session: Session[H], user: SignedInUser | None) -> SignedInUser | None:
+        """Before the engine's ``sign_in`` (or at close, ``user=None``): drop the socket's
+        previous signin from the local indexes; returns it (for the engine's
+        ``sign_out``), or None."""
+        previous = session.user
+        if previous is None:
+            return None
+        session.user = None
+        local = self._index(session.app)
+        for other in previous.watchlist:
+            _discard(local.watchers, other, session.handle)
+        _discard(local.users, previous.id, session.handle)
+        return previous
+
+    def signed_in(self, session: Session[H], user: SignedInUser, online: list[str]) -> Effects:
+        """After the engine's ``sign_in``: index the user and its watchlist, answer.
+        ``online``: who of the watchlist the engine says is online."""
+        local = self._index(session.app)
         session.user = user
         _add(local.users, user.id, session.handle)
-        if self.state.sign_in(app, user.id):
-            # Not to this socket: its own reply below lists who is online, itself included.
-            online = messages.watchlist_events([("online", [user.id])]).encode()
-            effects.deliveries.append(
-                Delivery(Target.WATCHERS, app.id, user.id, online, session.socket_id)
-            )
-        online_now: list[str] = []
-        if user.watchlist:
-            watched = list(dict.fromkeys(user.watchlist))
-            for other in watched:
-                _add(local.watchers, other, session.handle)
-            online_now = self.state.online(app, watched)
-        # Reply last: pusher-js then subscribes "#server-to-user-{id}".
+        for other in dict.fromkeys(user.watchlist):
+            _add(local.watchers, other, session.handle)
+        effects = Effects()
+        # pusher-js then subscribes "#server-to-user-{id}".
         effects.replies.append(messages.signin_success(user.user_data))
-        if online_now:
-            effects.replies.append(messages.watchlist_events([("online", online_now)]))
+        if online:
+            effects.replies.append(messages.watchlist_events([("online", online)]))
         return effects
 
-    def _sign_out(self, session: Session[H], effects: Effects) -> None:
-        user = session.user
-        assert user is not None
-        session.user = None
-        app = session.app
-        local = self._index(app)
-        for other in user.watchlist:
-            _discard(local.watchers, other, session.handle)
-        _discard(local.users, user.id, session.handle)
-        if self.state.sign_out(app, user.id):
-            offline = messages.watchlist_events([("offline", [user.id])]).encode()
-            effects.deliveries.append(Delivery(Target.WATCHERS, app.id, user.id, offline))
-
     # ========================================================== client events
-    def client_event(self, session: Session[H], msg: messages.ClientEvent, now: float) -> Effects:
-        """Relay a client event to the channel's other subscribers.
+    def client_event(
+        self, session: Session[H], msg: messages.ClientEvent, now: float
+    ) -> tuple[Delivery, wh.WebhookEvent | None]:
+        """A client event to relay to the channel's other subscribers (every node), and
+        its webhook event (None when the app has no webhooks).
 
         Raises ``PusherError`` 4301 (non-fatal) when the app, the channel or the rate
         limit forbids it (``authorize.check_client_event``, ``ratelimit.take``).
@@ -351,39 +326,14 @@ class PusherHub(Generic[H]):
         if not ok:
             raise rate_limit_error()
         user_id = session.presence.get(channel) if session.presence else None
-        effects = Effects()
         payload = messages.channel_event_bytes(event, channel, data, user_id)
-        effects.deliveries.append(
-            Delivery(Target.CHANNEL, app.id, channel, payload, session.socket_id)
-        )
+        delivery = Delivery(Target.CHANNEL, app.id, channel, payload, session.socket_id)
+        hook = None
         if app.webhooks:
-            effects.webhooks.append(
-                wh.client_event(channel, event, data, session.socket_id, user_id)
-            )
-        return effects
+            hook = wh.client_event(channel, event, data, session.socket_id, user_id)
+        return delivery, hook
 
-    # ============================================================= publishing
-    def publish(
-        self,
-        app: App,
-        channel: str,
-        event: str,
-        data: str,
-        *,
-        exclude_socket: str | None = None,
-        now: float,
-    ) -> Delivery:
-        """A server event (HTTP API): cache channels keep it, even with no subscribers;
-        ``#server-to-user-{id}`` goes to that user's signed-in connections."""
-        payload = messages.channel_event_bytes(event, channel, data)
-        kind = classify(channel)
-        if kind.is_cache:
-            self.state.cache_put(app, channel, event, data, payload, now)
-        if kind is ChannelKind.SERVER_TO_USER:
-            user_id = server_to_user_id(channel) or ""
-            return Delivery(Target.USER, app.id, user_id, payload, exclude_socket)
-        return Delivery(Target.CHANNEL, app.id, channel, payload, exclude_socket)
-
+    # ================================================================ delivery
     def targets(self, delivery: Delivery) -> set[H] | None:
         """The local handles a delivery is for (the caller skips ``exclude``)."""
         local = self._local.get(delivery.app_id)
@@ -396,41 +346,32 @@ class PusherHub(Generic[H]):
             return local.users.get(delivery.name)
         return local.watchers.get(delivery.name)
 
-    def user_handles(self, app: App, user_id: str) -> list[H]:
+    def user_handles(self, app_id: str, user_id: str) -> list[H]:
         """The local connections signed in as ``user_id`` (terminate_connections)."""
-        local = self._local.get(app.id)
+        local = self._local.get(app_id)
         have = local.users.get(user_id) if local is not None else None
         return list(have) if have else []
 
     def sizes(self, app: App) -> dict[str, int]:
-        """How many entries each index of ``app`` holds, local and shared (leak checks)."""
+        """How many entries each local index of ``app`` holds (leak checks)."""
         local = self._local.get(app.id)
-        sizes = {
+        return {
             "local_channels": len(local.channels) if local else 0,
             "local_users": len(local.users) if local else 0,
             "local_watchers": len(local.watchers) if local else 0,
         }
-        sizes.update(self.state.sizes(app))
-        return sizes
 
-    # ================================================================ queries
-    def channel_state(self, app: App, channel: str) -> ChannelState:
-        return self.state.channel(app, channel)
 
-    def channels(self, app: App, prefix: str = "") -> dict[str, ChannelState]:
-        return self.state.channels(app, prefix)
-
-    def presence_users(self, app: App, channel: str) -> list[str]:
-        return self.state.presence_users(app, channel)
-
-    def cached(self, app: App, channel: str, now: float) -> CachedEvent | None:
-        return self.state.cached(app, channel, now)
-
-    def connection_count(self, app: App) -> int:
-        return self.state.connection_count(app)
-
-    def expire(self, now: float) -> int:
-        return self.state.expire(now)
+def trigger_delivery(
+    app: App, channel: str, event: str, data: str, exclude_socket: str | None = None
+) -> Delivery:
+    """A server event (HTTP API); ``#server-to-user-{id}`` goes to that user's
+    signed-in connections, every other channel to its subscribers."""
+    payload = messages.channel_event_bytes(event, channel, data)
+    if classify(channel) is ChannelKind.SERVER_TO_USER:
+        user_id = server_to_user_id(channel) or ""
+        return Delivery(Target.USER, app.id, user_id, payload, exclude_socket)
+    return Delivery(Target.CHANNEL, app.id, channel, payload, exclude_socket)
 
 
 def _remember(session: Session[Any], channel: str, kind: ChannelKind) -> None:

@@ -39,6 +39,7 @@ class Joined:
     occupied_now: bool  # the channel had no subscriber before this one
     first_member: bool  # presence: the user's first connection to the channel
     members: Mapping[str, Any] | None  # presence: user_id -> user_info, for the joiner
+    cached: CachedEvent | None = None  # cache channels: the event to replay to the joiner
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +97,16 @@ class MemoryState:
         return facts.connections if facts is not None else 0
 
     # ---------------------------------------------------------------- channels
-    def join(self, app: App, channel: str, socket_id: str, member: PresenceMember | None) -> Joined:
-        """Count one subscription; ``member`` for presence channels.
+    def join(
+        self,
+        app: App,
+        channel: str,
+        socket_id: str,
+        member: PresenceMember | None,
+        now: float = 0.0,
+    ) -> Joined:
+        """Count one subscription; ``member`` for presence channels; for cache channels
+        the joiner's replay comes with it (read at the same moment).
 
         Raises ``SubscriptionError`` (4304) when a new user would overflow a presence
         channel; nothing is changed then.
@@ -111,7 +120,8 @@ class MemoryState:
             members = roster.members(channel)
         count = facts.subscriptions.get(channel, 0)
         facts.subscriptions[channel] = count + 1
-        return Joined(count == 0, first_member, members)
+        cached = facts.cache.get(channel, now) if classify(channel).is_cache else None
+        return Joined(count == 0, first_member, members, cached)
 
     def leave(self, app: App, channel: str, socket_id: str, user_id: str | None) -> Left:
         facts = self._facts(app)
