@@ -124,6 +124,4 @@ def build(
         timestamp_window=config.api_timestamp_window,
         clock=clock,
     )
-    if memory is not None:
-        memory.terminate_local = service.terminate_local
     return service

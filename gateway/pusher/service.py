@@ -9,9 +9,7 @@ Queries and publishes go to the engine: on one node they answer at once, in a cl
 they return awaitables (the HTTP API awaits them).
 
 ``terminate_user`` closes with 4009 "You got disconnected by the app.", after a
-``pusher:error`` with the same code, as soketi and sockudo do: 4000-4099 tells pusher-js
-not to reconnect (pusher-protocol.md "Close / error codes"), which is the point of a kick
-(a reconnecting pusher-js would sign the user straight back in).
+``pusher:error`` with the same code, as soketi and sockudo do (``delivery.terminate``).
 """
 
 from __future__ import annotations
@@ -24,20 +22,16 @@ from gateway.connection import Connection
 from gateway.metrics import Metric
 from gateway.pusher.api import PusherApi
 from gateway.pusher.delivery import LocalDelivery, WebhookSink
-from gateway.pusher.handler import PusherHandler, text_frame
-from protocol.pusher import messages
+from gateway.pusher.handler import PusherHandler
 from protocol.pusher.apps import App, AppStore
 from protocol.pusher.cache import CachedEvent
 from protocol.pusher.engine import Engine, Maybe
-from protocol.pusher.errors import UNAUTHORIZED
 from protocol.pusher.hub import PusherHub, trigger_delivery
 from protocol.pusher.state import ChannelState
 
 if TYPE_CHECKING:
     from gateway.listener import Listener
     from gateway.pusher.webhooks import WebhookDispatcher
-
-TERMINATED = "You got disconnected by the app."
 
 
 class PusherService:
@@ -80,17 +74,6 @@ class PusherService:
     def terminate_user(self, app: App, user_id: str) -> Maybe[int]:
         """Close the user's signed-in connections with 4009 (on every node)."""
         return self.engine.terminate(app, user_id)
-
-    def terminate_local(self, app: App, user_id: str) -> int:
-        """Close the user's signed-in connections of this node; return how many."""
-        targets = self.hub.user_handles(app.id, user_id)
-        if not targets:
-            return 0
-        error = text_frame(messages.error(TERMINATED, UNAUTHORIZED))
-        for conn in targets:
-            conn.write_frame(error)
-            conn.close(UNAUTHORIZED, TERMINATED)
-        return len(targets)
 
     def channel_state(self, app: App, channel: str) -> Maybe[ChannelState]:
         return self.engine.channel(app, channel)

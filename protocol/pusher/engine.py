@@ -39,8 +39,21 @@ T = TypeVar("T")
 # A value, or (a cluster engine) an awaitable of it.
 Maybe: TypeAlias = T | Awaitable[T]
 
-Deliver = Callable[[Delivery], int]
-Emit = Callable[[App, wh.WebhookEvent], None]
+
+class Local(Protocol):
+    """What an engine needs of the node it runs on (the shell's ``LocalDelivery``)."""
+
+    def deliver(self, delivery: Delivery) -> int:
+        """Write ``delivery`` to its targets on this node; how many took it."""
+
+    def send_to(self, socket_id: str, payload: bytes) -> bool:
+        """Write one channel payload to one connection of this node."""
+
+    def emit(self, app: App, event: wh.WebhookEvent) -> None:
+        """Hand a webhook event to this node's dispatcher."""
+
+    def terminate(self, app_id: str, user_id: str) -> int:
+        """Close the user's signed-in connections on this node (4009); how many."""
 
 
 def is_pending(result: object) -> bool:
@@ -51,8 +64,8 @@ def is_pending(result: object) -> bool:
 class Engine(Protocol):
     """What the Pusher shell asks of the deployment (see the module docstring)."""
 
-    def bind(self, deliver: Deliver, emit: Emit) -> None:
-        """Where this node's deliveries and webhook events go (the shell's)."""
+    def bind(self, local: Local) -> None:
+        """The node this engine serves (its deliveries, webhook events, kicks)."""
 
     def connect(self, app: App, socket_id: str) -> Maybe[int]:
         """Count a connection of ``app``; returns the app's count including it."""
@@ -120,27 +133,24 @@ class Engine(Protocol):
     def connection_count(self, app: App) -> Maybe[int]: ...
 
 
-def _nowhere(delivery: Delivery) -> int:
-    return 0
-
-
-def _ignore(app: App, event: wh.WebhookEvent) -> None:
-    return None
-
-
 class MemoryEngine:
     """One node: facts in this process (``MemoryState``), deliveries local and immediate."""
 
+    synchronous = True
+
     def __init__(self, state: MemoryState | None = None) -> None:
         self.state = state if state is not None else MemoryState()
-        self.deliver: Deliver = _nowhere
-        self.emit: Emit = _ignore
-        # Set by the shell: closes a user's local connections, returns how many.
-        self.terminate_local: Callable[[App, str], int] = lambda app, user_id: 0
+        self.local: Local | None = None
 
-    def bind(self, deliver: Deliver, emit: Emit) -> None:
-        self.deliver = deliver
-        self.emit = emit
+    def bind(self, local: Local) -> None:
+        self.local = local
+
+    def deliver(self, delivery: Delivery) -> int:
+        return self.local.deliver(delivery) if self.local is not None else 0
+
+    def emit(self, app: App, event: wh.WebhookEvent) -> None:
+        if self.local is not None:
+            self.local.emit(app, event)
 
     def connect(self, app: App, socket_id: str) -> int:
         return self.state.connect(app)
@@ -207,7 +217,7 @@ class MemoryEngine:
         return self.deliver(delivery)
 
     def terminate(self, app: App, user_id: str) -> int:
-        return self.terminate_local(app, user_id)
+        return self.local.terminate(app.id, user_id) if self.local is not None else 0
 
     def webhook(self, app: App, event: wh.WebhookEvent) -> None:
         self.emit(app, event)

@@ -36,7 +36,7 @@ class Node:
         self.engine = MemoryEngine()
         self.delivered: list[tuple[Delivery, set[str]]] = []
         self.hooks: list[wh.WebhookEvent] = []
-        self.engine.bind(self.deliver, lambda app, event: self.hooks.append(event))
+        self.engine.bind(self)
 
     def deliver(self, delivery: Delivery) -> int:
         targets = set(self.hub.targets(delivery) or ())
@@ -44,6 +44,15 @@ class Node:
             targets.discard(self.handle_of(delivery.exclude))
         self.delivered.append((delivery, targets))
         return len(targets)
+
+    def emit(self, app: App, event: wh.WebhookEvent) -> None:
+        self.hooks.append(event)
+
+    def send_to(self, socket_id: str, payload: bytes) -> bool:
+        return False
+
+    def terminate(self, app_id: str, user_id: str) -> int:
+        return len(self.hub.user_handles(app_id, user_id))
 
     def handle_of(self, socket_id: str) -> str:
         return socket_id.partition(".")[2]
