@@ -254,7 +254,9 @@ def is_upgrade(req: Request) -> bool:
 
 def _valid_key(key: str) -> bool:
     # RFC 6455 4.2.1 item 5: base64 of exactly 16 bytes -> 24 chars ending "==".
-    if len(key) != 24 or not key.endswith("=="):
+    # ASCII first: a2b_base64 raises ValueError (not binascii.Error) on a non-ASCII
+    # str, and header values arrive latin-1 decoded, so bytes >= 0x80 get here.
+    if len(key) != 24 or not key.isascii() or not key.endswith("=="):
         return False
     try:
         return len(binascii.a2b_base64(key, strict_mode=True)) == 16

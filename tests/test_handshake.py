@@ -443,3 +443,27 @@ def test_random_headers_survive(extra: list[tuple[str, str]]) -> None:
     req = parse(build(extra=extra))
     for name, value in extra:
         assert value.strip(" ") in req.headers[name.lower()]
+
+
+# -- regressions from fuzzing (issue 11) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["\x80", "\xff", "\xe9", "\x85"])
+def test_non_ascii_key_is_400_not_value_error(bad: str) -> None:
+    # Crash 1: a2b_base64() raises ValueError (not binascii.Error) on a non-ASCII str.
+    data = (
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+        + bad.encode("latin-1")
+        + b"AAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
+    )
+    assert status_of(data) == 400
+
+
+def test_superscript_window_bits_in_upgrade_declines_deflate() -> None:
+    # Crash 2 through the handshake: the offer is declined, the upgrade still succeeds.
+    for value in ("\xb9", "\xb2", "1\xb9", '"\xb3"'):
+        offer = f"permessage-deflate; client_max_window_bits={value}"
+        data = build(extra=[("Sec-WebSocket-Extensions", offer)])
+        upgrade = check_upgrade(parse(data), deflate=True)
+        assert upgrade.deflate is None and upgrade.response_extensions is None
