@@ -60,6 +60,8 @@ def _holds_surrogate_start(decoder: codecs.IncrementalDecoder) -> bool:
     byte arrives; this says whether the decoder sits on such a prefix now."""
     pending = decoder.getstate()[0]
     return len(pending) == 2 and pending[0] == 0xED and pending[1] >= 0xA0
+
+
 _EMPTY = b""
 # Never appended to: a fragmented message starts a new list (_start_fragmented).
 _NO_PARTS: list[bytes | bytearray] = []
@@ -180,7 +182,9 @@ class _PartialText:
 
     __slots__ = ("checked", "decoder", "masked", "payload_start")
 
-    def __init__(self, decoder: codecs.IncrementalDecoder, payload_start: int, masked: bool) -> None:
+    def __init__(
+        self, decoder: codecs.IncrementalDecoder, payload_start: int, masked: bool
+    ) -> None:
         self.decoder = decoder
         self.payload_start = payload_start  # offset of the payload in the parser's buffer
         self.masked = masked

@@ -169,6 +169,51 @@ def test_transfer_encoding_refused() -> None:
     assert info.value.status == 501
 
 
+def _post(*headers: str, version: str = "HTTP/1.1") -> bytes:
+    lines = [f"POST /apps/1/events {version}", "Host: x", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    "value", ["chunked", "Chunked", " chunked ", "CHUNKED"], ids=["plain", "case", "ows", "upper"]
+)
+def test_chunked_allowed_when_asked(value: str) -> None:
+    data = _post(f"Transfer-Encoding: {value}") + b"5\r\nhello\r\n0\r\n\r\n"
+    result = parse_request(data, allow_chunked=True)
+    assert result is not None
+    request, used = result
+    assert request.chunked and request.content_length == 0
+    assert data[used:].startswith(b"5\r\n")  # the body stays for ChunkedDecoder
+    assert not parse(_post()).chunked  # no Transfer-Encoding: not chunked
+
+
+@pytest.mark.parametrize(
+    ("headers", "version", "status"),
+    [
+        (["Transfer-Encoding: chunked", "Content-Length: 5"], "HTTP/1.1", 400),
+        (["Transfer-Encoding: chunked"], "HTTP/1.0", 400),
+        (["Transfer-Encoding: chunked, chunked"], "HTTP/1.1", 400),
+        (["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], "HTTP/1.1", 400),
+        (["Transfer-Encoding: chunked, gzip"], "HTTP/1.1", 400),  # chunked not final
+        (["Transfer-Encoding: chunked,"], "HTTP/1.1", 400),
+        (["Transfer-Encoding: "], "HTTP/1.1", 400),
+        (["Transfer-Encoding: gzip, chunked"], "HTTP/1.1", 501),
+        (["Transfer-Encoding: gzip"], "HTTP/1.1", 501),
+        (["Transfer-Encoding: chunked;q=1"], "HTTP/1.1", 501),
+        (["Transfer-Encoding: \xa0chunked"], "HTTP/1.1", 501),  # NBSP is not OWS
+    ],
+)
+def test_ambiguous_or_unknown_transfer_codings(
+    headers: list[str], version: str, status: int
+) -> None:
+    with pytest.raises(HandshakeError) as info:
+        parse_request(_post(*headers, version=version), allow_chunked=True)
+    assert info.value.status == status
+    with pytest.raises(HandshakeError) as info:
+        parse_request(_post(*headers, version=version))
+    assert info.value.status == 501  # the default refuses every transfer coding, as before
+
+
 def test_too_large() -> None:
     big = build(extra=[("X-Big", "a" * MAX_REQUEST_SIZE)])
     with pytest.raises(HandshakeError) as info:
