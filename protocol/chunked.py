@@ -8,9 +8,8 @@
             break
 
 Strict where leniency has served request smuggling: chunk sizes are 1-16 ASCII hex
-digits (no sign, no ``0x``, no ``_``, no whitespace before the size, no other script's
-digits), every line ends in CRLF (no bare LF or CR), chunk data is followed by exactly
-CRLF. Chunk extensions (RFC 9112 7.1.1) and trailer fields (7.1.2) are checked for
+digits (no sign, no ``0x``, no ``_``, no whitespace, no other script's digits), every
+line ends in CRLF (no bare LF or CR), chunk data is followed by exactly CRLF. Chunk extensions (RFC 9112 7.1.1) and trailer fields (7.1.2) are checked for
 syntax and skipped: nothing in them reaches the caller. Bounds: the decoded body (413,
 refused from a chunk's declared size before its data is buffered), a size line with its
 extensions (400) and the trailer section (431). Errors are ``HandshakeError`` with the
@@ -35,11 +34,13 @@ _CRLF = b"\r\n"
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 # RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF; chunk-size = 1*HEXDIG (16 bound it to
 # 64 bits); chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ),
-# ext-val = token / quoted-string (RFC 9110 5.6.4: qdtext and quoted-pair).
+# ext-val = token / quoted-string (RFC 9110 5.6.4: qdtext and quoted-pair). BWS is
+# refused: senders must not generate it (RFC 9110 5.6.3), h11 and other servers refuse
+# it before ";", and whitespace a front end and a back end read differently is how
+# chunk extensions have been used to smuggle requests.
 _QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _SIZE_LINE = re.compile(
-    rf"([0-9A-Fa-f]{{1,16}})"
-    rf"((?:[ \t]*;[ \t]*[{_TCHAR}]+(?:[ \t]*=[ \t]*(?:[{_TCHAR}]+|{_QUOTED}))?)*)"
+    rf"([0-9A-Fa-f]{{1,16}})((?:;[{_TCHAR}]+(?:=(?:[{_TCHAR}]+|{_QUOTED}))?)*)"
 )
 # RFC 9112 5: field-line = field-name ":" OWS field-value OWS; no obs-fold.
 _FIELD_LINE = re.compile(rf"[{_TCHAR}]+:[\t\x20-\x7e\x80-\xff]*")

@@ -134,7 +134,7 @@ def test_deep_user_info_is_invalid_presence_data(depth):
     # frames, so nesting is bounded well below that (a TypeError escaped before).
     info = "[" * depth + "]" * depth
     with pytest.raises(InvalidPresenceData, match="nested too deeply"):
-        parse_channel_data('{"user_id":1,"user_info":%s}' % info)
+        parse_channel_data('{"user_id":1,"user_info":' + info + "}")
 
 
 def test_user_info_at_the_depth_bound_is_encodable_in_every_server_frame():
@@ -142,9 +142,9 @@ def test_user_info_at_the_depth_bound_is_encodable_in_every_server_frame():
     from protocol.pusher.presence import MAX_USER_INFO_DEPTH
 
     info = '{"a":' * (MAX_USER_INFO_DEPTH - 1) + "[1]" + "}" * (MAX_USER_INFO_DEPTH - 1)
-    member = parse_channel_data('{"user_id":"u","user_info":%s}' % info)
+    member = parse_channel_data('{"user_id":"u","user_info":' + info + "}")
     messages.subscription_succeeded("presence-x", {"u": member.user_info})
     messages.member_added("presence-x", "u", member.user_info)
     too_deep = "[" + info + "]"
     with pytest.raises(InvalidPresenceData):
-        parse_channel_data('{"user_id":"u","user_info":%s}' % too_deep)
+        parse_channel_data('{"user_id":"u","user_info":' + too_deep + "}")
