@@ -39,9 +39,7 @@ _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 # it before ";", and whitespace a front end and a back end read differently is how
 # chunk extensions have been used to smuggle requests.
 _QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_SIZE_LINE = re.compile(
-    rf"([0-9A-Fa-f]{{1,16}})((?:;[{_TCHAR}]+(?:=(?:[{_TCHAR}]+|{_QUOTED}))?)*)"
-)
+_SIZE_LINE = re.compile(rf"([0-9A-Fa-f]{{1,16}})((?:;[{_TCHAR}]+(?:=(?:[{_TCHAR}]+|{_QUOTED}))?)*)")
 # RFC 9112 5: field-line = field-name ":" OWS field-value OWS; no obs-fold.
 _FIELD_LINE = re.compile(rf"[{_TCHAR}]+:[\t\x20-\x7e\x80-\xff]*")
 
