@@ -69,7 +69,7 @@ class GoodClient(WSClient):
         self.user = user
         self.phase = "handshake"
         self.expected = b""
-        self.sent_at = 0.0
+        self.sent_at = time.monotonic()  # the handshake's deadline counts from here
         self.seq = 0
         self.leaving = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -146,8 +146,11 @@ async def connect(t: Target, factory: Any, source: str | None) -> Any:
     return proto
 
 
-async def good_session(spec: GoodSpec, stats: GoodStats, user: str, until: float) -> None:
-    """One connection: authenticate, echo until ``until`` or a failure, then close."""
+async def good_session(
+    spec: GoodSpec, stats: GoodStats, user: str, until: float, *, echoes: int = 0
+) -> None:
+    """One connection: authenticate, echo until ``until`` (or ``echoes`` echoes, if
+    given) or a failure, then close."""
     stats.sessions += 1
     client = GoodClient(spec, stats, user)
     try:
@@ -156,7 +159,9 @@ async def good_session(spec: GoodSpec, stats: GoodStats, user: str, until: float
         stats.failures[classify(exc)] += 1
         return
     while not client.done.done() and time.monotonic() < until:
-        await asyncio.sleep(0.2)
+        if echoes and stats.echoes >= echoes:
+            break
+        await asyncio.sleep(0.05 if echoes else 0.2)
         client.check_deadline()
     if not client.done.done():
         client.leave()
@@ -174,9 +179,10 @@ async def good_loop(spec: GoodSpec, stats: GoodStats, index: int, stop: asyncio.
 
 
 async def probe(spec: GoodSpec) -> str:
-    """A fresh good client: 'ok' if it authenticates and gets one echo back."""
+    """A fresh good client: 'ok' if it authenticates and gets an echo back (within the
+    echo timeout: a loaded server is slow, not dead)."""
     stats = GoodStats()
-    await good_session(spec, stats, "probe", time.monotonic() + 1.0)
+    await good_session(spec, stats, "probe", time.monotonic() + ECHO_TIMEOUT_S + 1, echoes=1)
     if stats.failures:
         return ",".join(sorted(stats.failures))
     return "ok" if stats.echoes else "no_echo"
