@@ -14,13 +14,16 @@ CONSTRAINTS := constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 6001
 PYTEST_ARGS ?=
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 
-.PHONY: run test test-deps lint typecheck conformance bench bench-quick constraints clean help
+.PHONY: run test test-deps lint typecheck conformance fuzz bench bench-quick constraints clean help
 
 help:
 	@echo "make run          serve on ws://$(HOST):$(PORT) with the default configuration"
 	@echo "make test         lint, type-check and run the whole test suite"
 	@echo "make conformance  Autobahn|Testsuite cases 1-10 (and 12-13) against the echo target"
+	@echo "make fuzz         atheris on every parser, FUZZ_SECONDS=$(FUZZ_SECONDS) each (tests/fuzz/)"
 	@echo "make bench        side-by-side benchmark (bench-quick: the short variant)"
 	@echo "make constraints  re-resolve the newest allowed versions into constraints.txt"
 
@@ -61,6 +64,12 @@ test: test-deps lint typecheck
 conformance: $(STAMP_DEPS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[conformance]'
 	$(PY) -m tests.conformance.run
+
+# Coverage-guided fuzzing, bounded: each target runs FUZZ_SECONDS from its corpus in
+# tests/fuzz/corpus/<target>/; findings land in tests/fuzz/crashes/<target>/.
+fuzz: $(STAMP_DEPS)
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[fuzz]'
+	$(PY) -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench: $(STAMP_DEPS)
 	$(PY) -m bench compare

@@ -8,6 +8,7 @@
                          --app-key app-key --app-secret app-secret --subscribers 1000
     uvgate-bench compare [--quick] [--only uvgate,raw,...]
     uvgate-bench hold100k
+    uvgate-bench fuzz    --url ws://127.0.0.1:6001/ws --secret S --duration 120 --server-pid PID
 """
 
 from __future__ import annotations
@@ -201,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 10, quick 3; at most 150 s / 20 s in all; 0 = never wait)",
     )
 
+    from .fuzz import add_fuzz_parser  # robustness mode: its own module (bench/fuzz.py)
+
+    add_fuzz_parser(sub)
+
     p = sub.add_parser("hold100k", help="100,000 connections held against uvgate (several workers)")
     p.add_argument("--connections", type=int, default=100_000)
     p.add_argument("--workers", type=int, default=8, help="uvgate --workers")
@@ -298,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
             from .compare import hold100k_main
 
             return hold100k_main(args)
+        if args.cmd == "fuzz":
+            from .fuzz import fuzz_main
+
+            return fuzz_main(args)
         cfg = config_from_args(args)
         res = run_and_report(cfg, args.json, args.plot, args.quiet)
         why = failure_verdict(res)

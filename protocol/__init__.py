@@ -1,10 +1,12 @@
-"""uvgate's sans-I/O protocol core: handshake, frames, permessage-deflate, codecs.
+"""uvgate's sans-I/O protocol core: handshake, chunked bodies, frames, permessage-deflate,
+codecs.
 
 Nothing in this package performs I/O or imports asyncio: bytes go in, typed
 events and bytes to send come out.
 """
 
 from . import closecodes
+from .chunked import ChunkedDecoder
 from .closecodes import is_valid_peer_code
 from .codecs import (
     DEFAULT_SUBPROTOCOL,
@@ -68,6 +70,7 @@ __all__ = [
     "OP_TEXT",
     "SUBPROTOCOLS",
     "BinaryMessage",
+    "ChunkedDecoder",
     "CloseFrame",
     "Codec",
     "CodecError",

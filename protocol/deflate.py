@@ -38,21 +38,26 @@ class DeflateParams:
     client_max_window_bits: int = 15
 
 
+# RFC 9110 5.6.3: optional whitespace is SP / HTAB; str.strip() would also remove
+# \x85 and \xa0, which a latin-1 decoded header may hold.
+_OWS = " \t"
+
+
 def _parse_offer(offer: str) -> tuple[str, dict[str, str | None]] | None:
     """Split one extension offer into its name and parameters; None if malformed."""
     parts = offer.split(";")
-    name = parts[0].strip().lower()
+    name = parts[0].strip(_OWS).lower()
     params: dict[str, str | None] = {}
     for raw in parts[1:]:
         key, sep, value = raw.partition("=")
-        key = key.strip().lower()
+        key = key.strip(_OWS).lower()
         if not key:
             return None
         if key in params:
             # RFC 7692 7: an offer with a duplicated parameter must be declined.
             return None
         if sep:
-            value = value.strip()
+            value = value.strip(_OWS)
             # RFC 6455 9.1: values may be quoted strings.
             if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
                 value = value[1:-1]
@@ -64,7 +69,10 @@ def _parse_offer(offer: str) -> tuple[str, dict[str, str | None]] | None:
 
 def _window_bits(value: str | None) -> int | None:
     """RFC 7692 7.1.2: 1*DIGIT without leading zero, in 8..15; None if invalid."""
-    if value is None or not value.isdigit() or value[0] == "0" or len(value) > 2:
+    # isascii() first: str.isdigit() also accepts "¹²³" and other digits int() refuses.
+    if value is None or not value.isascii() or not value.isdigit():
+        return None
+    if value[0] == "0" or len(value) > 2:
         return None
     bits = int(value)
     return bits if 8 <= bits <= 15 else None

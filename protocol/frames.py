@@ -52,6 +52,16 @@ except ImportError:  # pragma: no cover - depends on the environment
     _c_apply_mask = None
 SPEEDUPS = _c_apply_mask is not None
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _holds_surrogate_start(decoder: codecs.IncrementalDecoder) -> bool:
+    """CPython's incremental decoder refuses most invalid prefixes at once but keeps
+    ED A0..BF (the start of a UTF-16 surrogate, never valid UTF-8) until the third
+    byte arrives; this says whether the decoder sits on such a prefix now."""
+    pending = decoder.getstate()[0]
+    return len(pending) == 2 and pending[0] == 0xED and pending[1] >= 0xA0
+
+
 _EMPTY = b""
 # Never appended to: a fragmented message starts a new list (_start_fragmented).
 _NO_PARTS: list[bytes | bytearray] = []
@@ -167,6 +177,20 @@ def _close_event(payload: bytes) -> CloseFrame:
     return CloseFrame(code, reason)
 
 
+class _PartialText:
+    """Incremental UTF-8 check of one text frame whose payload is still arriving."""
+
+    __slots__ = ("checked", "decoder", "masked", "payload_start")
+
+    def __init__(
+        self, decoder: codecs.IncrementalDecoder, payload_start: int, masked: bool
+    ) -> None:
+        self.decoder = decoder
+        self.payload_start = payload_start  # offset of the payload in the parser's buffer
+        self.masked = masked
+        self.checked = 0  # payload bytes validated so far
+
+
 class FrameParser:
     """Turns received bytes into events; one instance per connection.
 
@@ -187,6 +211,7 @@ class FrameParser:
         "_max",
         "_need",
         "_require_mask",
+        "_utf8_check",
     )
 
     def __init__(
@@ -210,6 +235,9 @@ class FrameParser:
         self._frag_size = 0
         self._frag_compressed = False
         self._decoder: codecs.IncrementalDecoder | None = None
+        # Set while an uncompressed text frame is only partly received (see
+        # _PartialText); None otherwise, so whole frames never pay for it.
+        self._utf8_check: _PartialText | None = None
 
     @property
     def closed(self) -> bool:
@@ -289,6 +317,7 @@ class FrameParser:
             self._done = True
             self._buf = _EMPTY
             self._frag_parts = _NO_PARTS
+            self._utf8_check = None
             if events:
                 exc.events = events
             raise
@@ -299,7 +328,11 @@ class FrameParser:
             self._buf += data
             buf = self._buf
             if len(buf) < self._need:
-                return []  # still waiting for the rest of a known frame: O(1)
+                # Still waiting for the rest of a known frame: O(1), plus the UTF-8
+                # check of the new bytes when it is a text frame.
+                if self._utf8_check is not None:
+                    self._check_partial_text()
+                return []
         else:
             # Nothing pending: parse straight from the caller's bytes and only
             # copy what is left over, so a big frame in one chunk is not copied.
@@ -307,6 +340,9 @@ class FrameParser:
         blen = len(buf)
         pos = 0
         require_mask = self._require_mask
+        if self._utf8_check is not None:
+            self._utf8_check = None  # the frame it watched completes in this call
+        partial_text = 0  # header length of a trailing text frame still incomplete
         while blen - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -365,6 +401,13 @@ class FrameParser:
                 hlen += 4
             end = pos + hlen + length
             if end > blen:
+                # RFC 6455 8.1: invalid UTF-8 should fail fast, also inside one frame
+                # that arrives in pieces (Autobahn 6.4.3/6.4.4); compressed payloads
+                # can only be checked once inflated.
+                if (op == OP_TEXT and not b0 & _RSV1) or (
+                    op == OP_CONT and self._decoder is not None
+                ):
+                    partial_text = hlen
                 break
             payload = _unmask(buf, pos + hlen, end) if masked else bytes(buf[pos + hlen : end])
             pos = end
@@ -399,7 +442,44 @@ class FrameParser:
                 self._buf = _EMPTY
         # Remember how much is needed so a big frame's chunks skip re-parsing.
         self._need = self._frame_size_hint() if rest >= 2 else 0
+        if partial_text:
+            self._watch_partial_text(partial_text)
         return events
+
+    def _watch_partial_text(self, payload_start: int) -> None:
+        """Start checking the text frame at the front of ``_buf`` as its bytes arrive."""
+        decoder = _utf8_decoder()
+        if self._decoder is not None:
+            # A continuation frame: carry over a code point the last fragment split.
+            decoder.setstate(self._decoder.getstate())
+        masked = bool(self._buf[1] & _MASK_BIT)
+        self._utf8_check = _PartialText(decoder, payload_start, masked)
+        self._check_partial_text()
+
+    def _check_partial_text(self) -> None:
+        """Validate the payload bytes received since the last check (the output is
+        dropped: the complete frame is decoded as usual, so whole frames stay as fast)."""
+        check = self._utf8_check
+        assert check is not None
+        buf = self._buf
+        start = check.payload_start + check.checked
+        end = len(buf)
+        if end <= start:
+            return
+        chunk = buf[start:end]
+        if check.masked:
+            mask = buf[check.payload_start - 4 : check.payload_start]
+            shift = check.checked & 3  # the mask repeats every 4 payload bytes
+            if shift:
+                mask = mask[shift:] + mask[:shift]
+            chunk = mask_payload(mask, chunk)
+        try:
+            check.decoder.decode(chunk)
+        except UnicodeDecodeError:
+            raise FrameError(1007, "invalid utf-8") from None
+        if _holds_surrogate_start(check.decoder):
+            raise FrameError(1007, "invalid utf-8")
+        check.checked = end - check.payload_start
 
     def _frame_size_hint(self) -> int:
         buf = self._buf
@@ -443,6 +523,8 @@ class FrameParser:
                 self._frag_parts = [decoder.decode(payload)]
             except UnicodeDecodeError:
                 raise FrameError(1007, "invalid utf-8") from None
+            if _holds_surrogate_start(decoder):
+                raise FrameError(1007, "invalid utf-8")
         else:
             self._frag_parts = [payload]
 
@@ -456,6 +538,8 @@ class FrameParser:
                 text = decoder.decode(payload, fin)
             except UnicodeDecodeError:
                 raise FrameError(1007, "invalid utf-8") from None
+            if not fin and _holds_surrogate_start(decoder):
+                raise FrameError(1007, "invalid utf-8")
             parts_s: list[str] = self._frag_parts  # type: ignore[assignment]
             if text:  # a flood of empty fragments must not grow the list
                 parts_s.append(text)

@@ -74,7 +74,15 @@ class Request:
     headers: Mapping[str, str]  # lower-cased names; repeats joined with ", "
     version: str  # "HTTP/1.1" or "HTTP/1.0"
     keep_alive: bool
-    content_length: int
+    content_length: int  # 0 when chunked
+
+    @property
+    def chunked(self) -> bool:
+        """The body is ``Transfer-Encoding: chunked`` (decode it with
+        ``protocol.chunked.ChunkedDecoder``). Only ``parse_request(...,
+        allow_chunked=True)`` returns such a request; any other transfer coding is
+        refused there, so the header's presence is the answer (no slot, no cost)."""
+        return "transfer-encoding" in self.headers
 
 
 # Hot-path constructor: set the frozen slots through their member descriptors,
@@ -138,13 +146,22 @@ def _has_token(value: str, token: str) -> bool:
 
 
 def parse_request(
-    buf: bytes | bytearray, *, max_size: int = MAX_REQUEST_SIZE, max_headers: int = MAX_HEADERS
+    buf: bytes | bytearray,
+    *,
+    max_size: int = MAX_REQUEST_SIZE,
+    max_headers: int = MAX_HEADERS,
+    allow_chunked: bool = False,
 ) -> tuple[Request, int] | None:
     """Parse a request head from the start of ``buf``.
 
     Returns None while the head is incomplete (and still under ``max_size``),
     else ``(request, consumed)`` where ``consumed`` counts the bytes up to and
     including the blank line; a body or pipelined bytes stay for the caller.
+
+    ``allow_chunked``: False (the default) refuses any Transfer-Encoding with 501.
+    True accepts ``Transfer-Encoding: chunked`` on HTTP/1.1 without Content-Length
+    (``request.chunked``; the caller decodes the body with
+    ``protocol.chunked.ChunkedDecoder``); see ``_transfer_coding`` for the rest.
     """
     start = 0
     if buf[:1] == b"\r":
@@ -202,9 +219,13 @@ def parse_request(
         # RFC 9110 5.3: repeated fields combine into one comma-separated list.
         headers[name] = value if old is None else old + ", " + value
 
-    if "transfer-encoding" in headers:
-        # A handshake never has a body; chunked framing is not supported here.
-        raise HandshakeError(501, "transfer-encoding not supported")
+    te = headers.get("transfer-encoding")
+    if te is not None:
+        # The one switch for chunked request bodies: callers that decode them pass
+        # allow_chunked=True; everyone else keeps the 501 (a handshake has no body).
+        if not allow_chunked:
+            raise HandshakeError(501, "transfer-encoding not supported")
+        _transfer_coding(te, version, "content-length" in headers)
     content_length = 0
     cl = headers.get("content-length")
     if cl is not None:
@@ -227,6 +248,24 @@ def parse_request(
     return _request(
         method, target, path, query, headers, version, keep_alive, content_length
     ), consumed
+
+
+def _transfer_coding(te: str, version: str, has_content_length: bool) -> None:
+    """Accept exactly ``Transfer-Encoding: chunked`` (RFC 9112 6.1, 7), else raise.
+
+    400 when the framing is ambiguous, the classic request-smuggling shapes: chunked
+    not the final coding or applied twice, an empty list element, Transfer-Encoding on
+    HTTP/1.0 or together with Content-Length (6.1 lets a server refuse those, 6.3
+    item 3). 501 for any other coding (gzip, ...): this server decodes only chunked.
+    """
+    codings = [c.strip(" \t").lower() for c in te.split(",")]
+    if version != "HTTP/1.1" or has_content_length or "" in codings:
+        raise _malformed()
+    if codings == ["chunked"]:
+        return
+    if "chunked" in codings and (codings[-1] != "chunked" or codings.count("chunked") > 1):
+        raise _malformed()
+    raise HandshakeError(501, "transfer-encoding not supported")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +293,9 @@ def is_upgrade(req: Request) -> bool:
 
 def _valid_key(key: str) -> bool:
     # RFC 6455 4.2.1 item 5: base64 of exactly 16 bytes -> 24 chars ending "==".
-    if len(key) != 24 or not key.endswith("=="):
+    # ASCII first: a2b_base64 raises ValueError (not binascii.Error) on a non-ASCII
+    # str, and header values arrive latin-1 decoded, so bytes >= 0x80 get here.
+    if len(key) != 24 or not key.isascii() or not key.endswith("=="):
         return False
     try:
         return len(binascii.a2b_base64(key, strict_mode=True)) == 16

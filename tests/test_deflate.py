@@ -86,6 +86,15 @@ def test_negotiate_accepts(offer: str, params: DeflateParams, answer: str) -> No
         "permessage-deflate; client_max_window_bits=16",
         "permessage-deflate; server_no_context_takeover=1",
         "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+        # Crash 2 (issue 11): str.isdigit() accepts superscripts, int() does not.
+        "permessage-deflate;server_max_window_bits=\xb2",
+        "permessage-deflate; client_max_window_bits=\xb9",
+        "permessage-deflate; client_max_window_bits=1\xb3",
+        'permessage-deflate; server_max_window_bits="\xb9\xb2"',
+        "permessage-deflate; server_max_window_bits=\u0661\u0662",  # Arabic-Indic 12
+        # OWS is SP / HTAB only (RFC 9110 5.6.3), not NEL or NBSP.
+        "permessage-deflate\x85",
+        "permessage-deflate; \xa0client_no_context_takeover",
     ],
 )
 def test_negotiate_declines(offer: str) -> None:

@@ -685,3 +685,99 @@ def test_feed_message_agrees_with_feed(payload: bytes, text: bool) -> None:
     fast = FrameParser(max_message_size=1 << 16).feed_message(frame)
     (event,) = FrameParser(max_message_size=1 << 16).feed(frame)
     assert fast == event.data
+
+
+# -- 1007 fail fast inside one frame (RFC 6455 8.1, Autobahn 6.4.3 / 6.4.4) -------------------
+
+
+def _feed_chops(parser: FrameParser, chops: list[bytes]) -> int:
+    """Feed ``chops`` one by one; return the index of the chop that raised 1007."""
+    for i, chop in enumerate(chops):
+        try:
+            parser.feed(chop)
+        except FrameError as exc:
+            assert exc.close_code == 1007
+            return i
+    raise AssertionError("no 1007")
+
+
+@pytest.mark.parametrize("split", [2, 6, 7, 9, 10])
+def test_invalid_utf8_inside_one_frame_fails_at_the_bad_chop(split: int) -> None:
+    # Autobahn 6.4.3: valid text, then the invalid bytes, then the rest of the same frame.
+    good = "κόσμε".encode()
+    payload = good + b"\xf4\x90\x80\x80" + b"edited"
+    frame = cf(OP_TEXT, payload)
+    # \xf4 may start a code point; \xf4\x90 is beyond U+10FFFF: the second byte is bad.
+    bad_at = 6 + len(good) + 1
+    chops = [frame[:split], frame[split : bad_at + 1], frame[bad_at + 1 :]]
+    assert _feed_chops(FrameParser(), chops) == 1
+
+
+def test_invalid_utf8_inside_one_frame_byte_by_byte() -> None:
+    payload = b"hello" + b"\xed\xa0\x80" + b"x" * 300  # a surrogate: invalid in UTF-8
+    frame = cf(OP_TEXT, payload)
+    chops = [frame[i : i + 1] for i in range(len(frame))]
+    # 16-bit length: 8 header bytes; the decoder refuses at the second byte of \xed\xa0.
+    assert _feed_chops(FrameParser(), chops) == 8 + 5 + 1
+
+
+def test_invalid_utf8_inside_a_continuation_frame_fails_fast() -> None:
+    # The first fragment ends inside a code point; the continuation frame breaks it.
+    first = cf(OP_TEXT, b"ok\xe2\x82", fin=False)
+    cont = cf(OP_CONT, b"(" + b"x" * 200)  # \xe2\x82 must be followed by a continuation byte
+    chops = [first + cont[:8], cont[8:9], cont[9:]]
+    assert _feed_chops(FrameParser(), chops) == 1
+
+
+def test_valid_utf8_split_anywhere_inside_one_frame_is_fine() -> None:
+    text = "aé€😀" * 50
+    frame = cf(OP_TEXT, text.encode())
+    for size in (1, 2, 3, 5, 7, 64):
+        parser = FrameParser()
+        events: list[Event] = []
+        for i in range(0, len(frame), size):
+            events += parser.feed(frame[i : i + size])
+        assert events == [TextMessage(text)], size
+    # Split code points across fragments and across chops of each fragment.
+    raw = text.encode()
+    stream = cf(OP_TEXT, raw[:101], fin=False) + cf(OP_CONT, raw[101:])
+    parser = FrameParser()
+    events = []
+    for i in range(0, len(stream), 3):
+        events += parser.feed(stream[i : i + 3])
+    assert events == [TextMessage(text)]
+
+
+def test_partial_binary_and_compressed_frames_are_not_utf8_checked() -> None:
+    parser = FrameParser()
+    frame = cf(OP_BINARY, b"\xff" * 50)
+    assert parser.feed(frame[:20]) == []
+    assert parser.feed(frame[20:]) == [BinaryMessage(b"\xff" * 50)]
+
+
+def test_surrogate_prefix_across_fragments_fails_fast() -> None:
+    # ED A0 can only start a UTF-16 surrogate: refused before the third byte arrives.
+    parser = FrameParser()
+    assert parser.feed(cf(OP_TEXT, b"a\xed", fin=False)) == []
+    with pytest.raises(FrameError) as info:
+        parser.feed(cf(OP_CONT, b"\xa0", fin=False))
+    assert info.value.close_code == 1007
+    # ED 9F is the start of U+D7C0..U+D7FF: valid, kept for the next byte.
+    parser = FrameParser()
+    assert parser.feed(cf(OP_TEXT, b"a\xed\x9f", fin=False)) == []
+    assert parser.feed(cf(OP_CONT, b"\xbf")) == [TextMessage("a\ud7ff")]
+
+
+def test_client_side_parser_checks_unmasked_partial_text() -> None:
+    frame = encode_text("fine " * 40)[:-1] + b"\xff"  # last byte replaced by an invalid one
+    parser = FrameParser(require_mask=False)
+    assert parser.feed(frame[:100]) == []
+    with pytest.raises(FrameError) as info:
+        parser.feed(frame[100:])
+    assert info.value.close_code == 1007
+    parser = FrameParser(require_mask=False, max_message_size=1 << 20)
+    good = encode_frame(OP_TEXT, ("é" * 70_000).encode())  # 64-bit length
+    events: list[Event] = []
+    for i in range(0, len(good), 4099):
+        events += parser.feed(good[i : i + 4099])
+    assert events == [TextMessage("é" * 70_000)]

@@ -169,6 +169,51 @@ def test_transfer_encoding_refused() -> None:
     assert info.value.status == 501
 
 
+def _post(*headers: str, version: str = "HTTP/1.1") -> bytes:
+    lines = [f"POST /apps/1/events {version}", "Host: x", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    "value", ["chunked", "Chunked", " chunked ", "CHUNKED"], ids=["plain", "case", "ows", "upper"]
+)
+def test_chunked_allowed_when_asked(value: str) -> None:
+    data = _post(f"Transfer-Encoding: {value}") + b"5\r\nhello\r\n0\r\n\r\n"
+    result = parse_request(data, allow_chunked=True)
+    assert result is not None
+    request, used = result
+    assert request.chunked and request.content_length == 0
+    assert data[used:].startswith(b"5\r\n")  # the body stays for ChunkedDecoder
+    assert not parse(_post()).chunked  # no Transfer-Encoding: not chunked
+
+
+@pytest.mark.parametrize(
+    ("headers", "version", "status"),
+    [
+        (["Transfer-Encoding: chunked", "Content-Length: 5"], "HTTP/1.1", 400),
+        (["Transfer-Encoding: chunked"], "HTTP/1.0", 400),
+        (["Transfer-Encoding: chunked, chunked"], "HTTP/1.1", 400),
+        (["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], "HTTP/1.1", 400),
+        (["Transfer-Encoding: chunked, gzip"], "HTTP/1.1", 400),  # chunked not final
+        (["Transfer-Encoding: chunked,"], "HTTP/1.1", 400),
+        (["Transfer-Encoding: "], "HTTP/1.1", 400),
+        (["Transfer-Encoding: gzip, chunked"], "HTTP/1.1", 501),
+        (["Transfer-Encoding: gzip"], "HTTP/1.1", 501),
+        (["Transfer-Encoding: chunked;q=1"], "HTTP/1.1", 501),
+        (["Transfer-Encoding: \xa0chunked"], "HTTP/1.1", 501),  # NBSP is not OWS
+    ],
+)
+def test_ambiguous_or_unknown_transfer_codings(
+    headers: list[str], version: str, status: int
+) -> None:
+    with pytest.raises(HandshakeError) as info:
+        parse_request(_post(*headers, version=version), allow_chunked=True)
+    assert info.value.status == status
+    with pytest.raises(HandshakeError) as info:
+        parse_request(_post(*headers, version=version))
+    assert info.value.status == 501  # the default refuses every transfer coding, as before
+
+
 def test_too_large() -> None:
     big = build(extra=[("X-Big", "a" * MAX_REQUEST_SIZE)])
     with pytest.raises(HandshakeError) as info:
@@ -443,3 +488,27 @@ def test_random_headers_survive(extra: list[tuple[str, str]]) -> None:
     req = parse(build(extra=extra))
     for name, value in extra:
         assert value.strip(" ") in req.headers[name.lower()]
+
+
+# -- regressions from fuzzing (issue 11) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["\x80", "\xff", "\xe9", "\x85"])
+def test_non_ascii_key_is_400_not_value_error(bad: str) -> None:
+    # Crash 1: a2b_base64() raises ValueError (not binascii.Error) on a non-ASCII str.
+    data = (
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+        + bad.encode("latin-1")
+        + b"AAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
+    )
+    assert status_of(data) == 400
+
+
+def test_superscript_window_bits_in_upgrade_declines_deflate() -> None:
+    # Crash 2 through the handshake: the offer is declined, the upgrade still succeeds.
+    for value in ("\xb9", "\xb2", "1\xb9", '"\xb3"'):
+        offer = f"permessage-deflate; client_max_window_bits={value}"
+        data = build(extra=[("Sec-WebSocket-Extensions", offer)])
+        upgrade = check_upgrade(parse(data), deflate=True)
+        assert upgrade.deflate is None and upgrade.response_extensions is None

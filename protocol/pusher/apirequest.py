@@ -92,8 +92,13 @@ def verify_api_request(
     if fields.get("auth_version") != "1.0":
         raise ApiError(401, "auth_version must be 1.0")
 
+    raw_timestamp = fields["auth_timestamp"]
     try:
-        timestamp = float(fields["auth_timestamp"])
+        # ASCII only: float() also reads other scripts' digits (Arabic-Indic, ...) and
+        # fullwidth ones, which no library sends.
+        if not raw_timestamp.isascii():
+            raise ValueError
+        timestamp = float(raw_timestamp)
     except ValueError:
         raise ApiError(401, "Invalid auth_timestamp") from None
     if not math.isfinite(timestamp) or abs(now - timestamp) > max_skew:

@@ -147,7 +147,14 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
         if not isinstance(channel, str):
             raise _invalid("Client event must have a channel")
         payload = msg.get("data")
-        text = payload if isinstance(payload, str) else orjson.dumps(payload).decode()
+        if isinstance(payload, str):
+            return ClientEvent(event, channel, payload)
+        try:
+            text = orjson.dumps(payload).decode()
+        except orjson.JSONEncodeError:
+            # orjson reads 1024 levels of nesting but writes only 254: deeper data
+            # parsed fine above and cannot be re-encoded (a TypeError otherwise).
+            raise _invalid("Client event data is nested too deeply") from None
         return ClientEvent(event, channel, text)
 
     if event.startswith("pusher_internal:"):

@@ -21,6 +21,8 @@ from .errors import PRESENCE_FULL, SubscriptionError
 
 MAX_USER_ID_LENGTH = 128
 MAX_USER_INFO_BYTES = 1024
+# Levels of JSON nesting in user_info (a profile is a few levels; see check_user_info).
+MAX_USER_INFO_DEPTH = 32
 DEFAULT_MAX_MEMBERS = 100
 
 
@@ -46,9 +48,39 @@ def normalize_user_id(value: object, field: str = "user_id") -> str:
     return user_id
 
 
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """True if ``value`` nests lists/dicts more than ``limit`` levels (iterative: no
+    recursion on hostile input; only called on values already known to be <= 1 KB)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in item)
+    return False
+
+
 def check_user_info(user_info: Any) -> None:
-    if user_info is not None and len(orjson.dumps(user_info)) > MAX_USER_INFO_BYTES:
+    """At most 1 KB encoded and ``MAX_USER_INFO_DEPTH`` levels deep.
+
+    The depth bound matters because the server wraps ``user_info`` in its own frames
+    (``member_added``, ``subscription_succeeded``: up to 4 more levels) and orjson
+    refuses to encode more than 254 levels; it also keeps every later encode cheap.
+    """
+    if user_info is None:
+        return
+    try:
+        encoded = orjson.dumps(user_info)
+    except orjson.JSONEncodeError:  # deeper than orjson writes (254 levels)
+        raise InvalidPresenceData("user_info is nested too deeply") from None
+    if len(encoded) > MAX_USER_INFO_BYTES:
         raise InvalidPresenceData("user_info is larger than 1 KB")
+    if _nesting_exceeds(user_info, MAX_USER_INFO_DEPTH):
+        raise InvalidPresenceData("user_info is nested too deeply")
 
 
 def parse_channel_data(channel_data: str | None) -> PresenceMember:

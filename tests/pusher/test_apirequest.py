@@ -130,3 +130,14 @@ def test_disabled_app_is_403_after_authentication():
 def test_sign_verify_round_trip(extra, raw_body, skew):
     params = signed(body=raw_body, ts=NOW, **extra)
     verify_api_request("POST", "/apps/3/events", params, raw_body, APP, NOW + int(skew))
+
+
+@pytest.mark.parametrize("digits", ["\u0661\u0667\u0660\u0660", "\uff11\uff17\uff10\uff10"])
+def test_non_ascii_timestamp_digits_are_refused_even_when_signed(digits):
+    # float() reads Arabic-Indic and fullwidth digits; a signed one must still be refused.
+    ts = str(int(NOW)).replace("1700", "")
+    params = {"auth_key": APP.key, "auth_timestamp": digits + ts, "auth_version": "1.0"}
+    params["body_md5"] = body_md5(BODY)
+    params["auth_signature"] = sign_api_request(APP.secret, "POST", "/apps/3/events", params)
+    err = refused("POST", "/apps/3/events", params, BODY)
+    assert err.status == 401 and err.message == "Invalid auth_timestamp"

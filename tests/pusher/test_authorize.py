@@ -227,3 +227,17 @@ def test_first_message_policy():
         with pytest.raises(PusherError) as info:
             check_first_message(strict, msg)
         assert info.value.code == UNAUTHORIZED
+
+
+def test_deeply_nested_user_info_is_refused_not_raised():
+    # A validly signed but deeply nested user_info: the declared errors only (issue 11).
+    deep = "[" * 300 + "]" * 300
+    channel_data = '{"user_id":"u1","user_info":' + deep + "}"
+    with pytest.raises(SubscriptionError) as info:
+        authorize_subscription(APP, SID, sub("presence-a", channel_data))
+    assert info.value.type == "InvalidChannelData"
+    user_data = '{"id":"u1","user_info":' + deep + "}"
+    msg = Signin(sign_user(APP.key, APP.secret, SID, user_data), user_data)
+    with pytest.raises(PusherError) as err:
+        authorize_signin(APP, SID, msg)
+    assert err.value.code == UNAUTHORIZED

@@ -217,3 +217,18 @@ def test_channel_event_round_trip(event, channel, data):
         "channel": channel,
         "data": data,
     }
+
+
+@pytest.mark.parametrize("depth", [255, 300, 1000])
+def test_client_event_data_too_deep_to_re_encode_is_invalid_message(depth):
+    # orjson parses 1024 levels but encodes 254: a TypeError used to escape here.
+    raw = '{"event":"client-x","channel":"private-a","data":' + ("[" * depth + "]" * depth) + "}"
+    with pytest.raises(PusherError) as info:
+        parse_client_message(raw)
+    assert info.value.code == INVALID_MESSAGE
+
+
+def test_client_event_data_at_orjson_depth_is_kept():
+    nested = "[" * 200 + "]" * 200
+    raw = '{"event":"client-x","channel":"private-a","data":' + nested + "}"
+    assert parse_client_message(raw).data == nested

@@ -126,3 +126,25 @@ def test_roster_matches_model(operations):
         expected = {u for (c, u), s in model.items() if c == channel and s}
         assert set(r.members(channel)) == expected
         assert r.count(channel) == len(expected)
+
+
+@pytest.mark.parametrize("depth", [33, 100, 253, 300, 1000])
+def test_deep_user_info_is_invalid_presence_data(depth):
+    # orjson reads 1024 levels but writes 254; the server wraps user_info in its own
+    # frames, so nesting is bounded well below that (a TypeError escaped before).
+    info = "[" * depth + "]" * depth
+    with pytest.raises(InvalidPresenceData, match="nested too deeply"):
+        parse_channel_data('{"user_id":1,"user_info":' + info + "}")
+
+
+def test_user_info_at_the_depth_bound_is_encodable_in_every_server_frame():
+    from protocol.pusher import messages
+    from protocol.pusher.presence import MAX_USER_INFO_DEPTH
+
+    info = '{"a":' * (MAX_USER_INFO_DEPTH - 1) + "[1]" + "}" * (MAX_USER_INFO_DEPTH - 1)
+    member = parse_channel_data('{"user_id":"u","user_info":' + info + "}")
+    messages.subscription_succeeded("presence-x", {"u": member.user_info})
+    messages.member_added("presence-x", "u", member.user_info)
+    too_deep = "[" + info + "]"
+    with pytest.raises(InvalidPresenceData):
+        parse_channel_data('{"user_id":"u","user_info":' + too_deep + "}")
