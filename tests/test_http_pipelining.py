@@ -85,3 +85,41 @@ def test_a_body_split_across_reads_then_pipelined_requests(arun: Any) -> None:
             writer.close()
 
     arun(main())
+
+
+def _chunked(target: str, chunks: list[bytes]) -> bytes:
+    head = (
+        f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    return head + body
+
+
+def test_chunked_request_bodies(arun: Any) -> None:
+    """The HTTP API takes chunked bodies (it answered 501 before), bounded like any body."""
+
+    async def main() -> None:
+        async with running_gateway(apps=[app_table(APP)], max_http_body=4096) as gw:
+            assert gw.pusher is not None
+            body = orjson.dumps({"name": "ev", "data": "chunky", "channels": ["cache-z"]})
+            target = signed_target(APP, "POST", f"/apps/{APP.id}/events", body)
+            request = _chunked(target, [body[:10], body[10:25], body[25:]])
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            for i in range(0, len(request), 11):  # and in pieces
+                writer.write(request[i : i + 11])
+                await writer.drain()
+                await asyncio.sleep(0)
+            assert (await asyncio.wait_for(read_response(reader), 2)).status == 200
+            cached = gw.pusher.cached(APP, "cache-z")
+            assert cached is not None and cached.data == "chunky"
+            writer.write(b"GET /up HTTP/1.1\r\n\r\n")  # keep-alive goes on after it
+            assert (await read_response(reader)).status == 200
+            writer.close()
+            too_big = _chunked(target, [b"x" * 3000, b"y" * 3000])
+            bad = _chunked(target, [b"{}"]).replace(b"2\r\n{}", b"+2\r\n{}")
+            for raw_request, status in ((too_big, 413), (bad, 400)):
+                responses = await pipelined(gw.port, raw_request, 1)
+                assert responses[0].status == status
+
+    arun(main())

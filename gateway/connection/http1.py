@@ -18,6 +18,7 @@ from gateway.connstate import CLOSED, HANDSHAKE, HTTP
 from gateway.errorlog import unexpected
 from gateway.flow import HTTP as HTTP_WAIT
 from gateway.http import HttpResponse
+from protocol.chunked import ChunkedDecoder
 from protocol.errors import HandshakeError
 from protocol.handshake import Request, http_response, is_upgrade, parse_request
 
@@ -30,7 +31,7 @@ class Http1(Upgrade):
             # Fast path: the whole upgrade request in one segment (the usual case),
             # parsed from ``data`` without copying it into a buffer.
             try:
-                parsed = parse_request(data)
+                parsed = parse_request(data, allow_chunked=True)
             except HandshakeError as exc:
                 self._reject(exc)
                 return
@@ -73,7 +74,7 @@ class Http1(Upgrade):
                 if not buf:
                     break
                 try:
-                    parsed = parse_request(buf)
+                    parsed = parse_request(buf, allow_chunked=True)
                 except HandshakeError as exc:
                     self._reject(exc)
                     return
@@ -88,8 +89,22 @@ class Http1(Upgrade):
                 del buf[:used]
                 if not self._admit(request):
                     return
+            chunked = None
             size = request.content_length
-            if size and (buf is None or len(buf) < size):
+            if request.chunked:
+                # RFC 9112 7.1 (the official Pusher libraries send Content-Length, but a
+                # proxy or a hand-made client may not): decoded once all of it is in,
+                # bounded by max_http_body like any body.
+                try:
+                    chunked = ChunkedDecoder(max_body=self.ctx.limits.max_http_body).feed(
+                        buf or b""
+                    )
+                except HandshakeError as exc:
+                    self._reject(exc)
+                    return
+                if chunked is None:
+                    break
+            elif size and (buf is None or len(buf) < size):
                 break  # the body is not all here yet
             if not budget:
                 # This turn's share is served: the rest waits for the next turn, and
@@ -98,7 +113,10 @@ class Http1(Upgrade):
                 asyncio.get_running_loop().call_soon(self._serve_requests)
                 return
             budget -= 1
-            if size:
+            if chunked is not None:
+                body, rest = chunked
+                self.buffer = bytearray(rest) if rest else None
+            elif size:
                 assert buf is not None
                 body = bytes(buf[:size])
                 del buf[:size]
