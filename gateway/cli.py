@@ -56,9 +56,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default = f.default if f.default is not dataclasses.MISSING else None
         if default not in (None, [], ""):
             help_text += f" (default: {default})"
+        flags = [flag] + ([f.metadata["alias"]] if f.metadata.get("alias") else [])
         if kind_of(f.name)[0] == "bool":
             parser.add_argument(
-                flag,
+                *flags,
                 dest=f.name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
@@ -66,7 +67,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             )
         else:
             parser.add_argument(
-                flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text
+                *flags, dest=f.name, default=None, metavar=f.name.upper(), help=help_text
             )
 
 

@@ -61,11 +61,13 @@ def opt(
     choices: tuple[str, ...] | None = None,
     prefix: str | None = None,
     secret: bool = False,
+    alias: str | None = None,
 ) -> Any:
     """A config field with its help line (read by the CLI and the README generator).
 
     ``ge``/``gt``/``le`` bound a number, ``choices`` lists the accepted words (any case),
-    ``prefix`` is how a string must start; ``secret`` keeps the value out of messages.
+    ``prefix`` is how a string must start; ``secret`` keeps the value out of messages;
+    ``alias`` is a second, shorter command-line flag.
     """
     meta = {
         "help": help,
@@ -77,6 +79,7 @@ def opt(
         "choices": choices,
         "prefix": prefix,
         "secret": secret,
+        "alias": alias,
     }
     if isinstance(default, (list, dict)):
         template = default
@@ -102,6 +105,19 @@ class Config:
         "Node number 0-9999 embedded in connection ids (default: from the hostname).",
         ge=0,
         le=9999,
+    )
+    # --- cluster (Redis) -------------------------------------------------------
+    redis_url: str | None = opt(
+        None,
+        "Redis URL (redis://[user:password@]HOST:PORT/DB, rediss://, unix://): every process "
+        "started with the same URL and prefix is a node of one cluster sharing Pusher state.",
+        secret=True,
+        alias="--redis",
+    )
+    redis_prefix: str = opt(
+        "uvgate",
+        "Prefix of every Redis key and channel: clusters (or apps) with different prefixes "
+        "share a Redis without seeing each other.",
     )
     # --- native protocol and application ---------------------------------------
     ws_path: str = opt("/ws", "Path of the native uvgate WebSocket endpoint.", prefix="/")
@@ -209,14 +225,25 @@ class Config:
             check_value(name, getattr(self, name))
         if (self.certfile is None) != (self.keyfile is None):
             raise ConfigError("options 'certfile' and 'keyfile' go together: set both or neither")
-        if self.pusher and self.workers > 1:
-            # Each worker has its own channels and presence: an event triggered
-            # on one worker would silently miss the subscribers of the others.
-            raise ConfigError(
-                "the Pusher protocol needs workers = 1 (channels and presence are per "
-                "process, so events would miss subscribers on other workers); "
-                "pass --no-pusher to run native-only workers"
-            )
+        if self.redis_url is not None and not re.match(r"(rediss?|unix)://", self.redis_url):
+            raise ConfigError("option 'redis_url' must start with redis://, rediss:// or unix://")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.redis_prefix):
+            raise ConfigError("option 'redis_prefix' must be 1-64 letters, digits, '_', '.' or '-'")
+        if self.workers > 1 and self.redis_url is None:
+            # Each worker would have its own channels, presence and registry: an event
+            # or a send would silently miss the connections of the other workers.
+            if self.pusher:
+                raise ConfigError(
+                    "the Pusher protocol with workers > 1 needs --redis URL (channels and "
+                    "presence must be shared by the workers, or events miss subscribers); "
+                    "or run one worker, or pass --no-pusher for native-only workers"
+                )
+            if self.app != "echo":
+                raise ConfigError(
+                    f"app {self.app!r} with workers > 1 needs --redis URL: its sends, "
+                    "broadcasts and closes (by id, user or group) would reach only one "
+                    "worker's connections"
+                )
 
 
 _FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Config)}

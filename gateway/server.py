@@ -24,7 +24,7 @@ import signal
 import ssl
 import zlib
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.applications import Application, CallbackApplication, load_application
 from gateway.auth import AuthGate
@@ -48,6 +48,9 @@ from gateway.verifiers.base import Verifier
 from protocol import closecodes
 from protocol.handshake import Request
 from protocol.ids import IdFactory
+
+if TYPE_CHECKING:
+    from gateway.cluster.node import ClusterNode
 
 log = logging.getLogger("uvgate.server")
 
@@ -135,6 +138,13 @@ class Gateway:
         self.router.route_http("/up", self._up)
         self.router.route_http("/ready", self._ready)
         self.router.route_http("/metrics", self._metrics)
+        # --- a node of a cluster when redis_url is set (claimed in start())
+        self.cluster: ClusterNode | None = None
+        if config.redis_url is not None:
+            from gateway.cluster import build as build_cluster
+
+            self.cluster = build_cluster(config, self.tasks, worker)
+            self.components.append(self.cluster)
         # --- Pusher protocol v7 on /app/{key} and its HTTP API on /apps/
         self.pusher = None
         if config.pusher:
@@ -147,7 +157,10 @@ class Gateway:
                 stats=self.stats,
                 tasks=self.tasks,
                 heartbeat=self.heartbeat,
+                engine=self.cluster.engine if self.cluster is not None else None,
             )
+            if self.cluster is not None:
+                self.cluster.engine.apps = pusher.store.by_id
             self.router.route_ws("/app/", pusher.handler, prefix=True)
             self.router.route_http("/apps/", pusher.api.handle_apps, prefix=True)
             self.router.route_http("/users/", pusher.api.handle_users, prefix=True)
@@ -162,6 +175,8 @@ class Gateway:
         return HttpResponse.json(200, {"status": "up"})
 
     def _ready(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
+        if self.cluster is not None and not self.cluster.ready:
+            return HttpResponse.json(503, {"status": "not ready", "reason": "cluster"})
         if self.state.accepting and self.ctx.open_and_pending() <= self.limits.max_connections:
             return HttpResponse.json(200, {"status": "ready", "connections": len(self.registry)})
         return HttpResponse.json(503, {"status": "not ready"})
@@ -220,10 +235,35 @@ class Gateway:
         known = [p for p in periods if p is not None]
         return min(known) if known else None
 
+    async def _join_cluster(self, cluster: ClusterNode) -> None:
+        """Claim this node's id (before any connection id is issued), then run it."""
+        cfg = self.config
+        node_id = await cluster.claim(cfg.node_id, default_node_id())
+        self.ids.assign(node_id)
+        if self.pusher is not None and self.pusher.dispatcher is not None:
+            from gateway.cluster.outbox import Outbox
+
+            cluster.outbox = Outbox(
+                cluster.link, cluster.key, self.pusher.dispatcher, self.pusher.store.by_id
+            )
+        await cluster.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while not cluster.ready and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        log.info(
+            "cluster node",
+            extra={
+                "fields": {"node": cluster.key, "ready": cluster.ready, "prefix": cfg.redis_prefix}
+            },
+        )
+
     async def start(self, *, sock: Any = None) -> None:
         """Bind and start accepting; returns once listening."""
         self._stopped = asyncio.Event()
         cfg = self.config
+        if self.cluster is not None:
+            await self._join_cluster(self.cluster)
         tls = self.ssl_context()
         period = self._liveness_period()
         if period is not None:
@@ -253,7 +293,8 @@ class Gateway:
         await self.listener.start()
         self.state.accepting = True
         for component in self.components:
-            await component.start()
+            if component is not self.cluster:  # started before the listener
+                await component.start()
         log.info(
             "listening",
             extra={"fields": {"worker": self.worker, "address": f"{cfg.host}:{self.port}"}},
@@ -311,6 +352,9 @@ class Gateway:
         for conn in [*self.registry, *timers.pending, *timers.closing]:
             conn.abort(closecodes.GOING_AWAY)
         timers.stop()
+        # What the closed connections left to undo (cluster leaves, sign-outs) goes out
+        # before the components stop.
+        await self.tasks.drain(1.0)
         for component in reversed(self.components):
             try:
                 await component.stop()

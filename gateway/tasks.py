@@ -46,5 +46,12 @@ class TaskGroup:
         if others:
             await asyncio.gather(*others, return_exceptions=True)
 
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) for the tasks running now, the caller's excepted."""
+        me = asyncio.current_task()
+        others = [t for t in self._tasks if t is not me]
+        if others:
+            await asyncio.wait(others, timeout=timeout)
+
     def __len__(self) -> int:
         return len(self._tasks)

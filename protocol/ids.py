@@ -35,6 +35,13 @@ class IdFactory:
         self._pool = b""
         self._pos = 0
 
+    def assign(self, node_id: int) -> None:
+        """Take another node id (a cluster gives one at start, before any id is issued)."""
+        if not 0 <= node_id <= MAX_NODE_ID:
+            raise ValueError(f"node_id must be 0-{MAX_NODE_ID}")
+        self.node_id = node_id
+        self._prefix = f"{node_id * MAX_WORKERS + self.worker}."
+
     def new(self) -> str:
         # The random part comes from the OS CSPRNG like ``secrets``, but drawn
         # 4 KiB at a time: one getrandom() syscall per 512 ids instead of one per

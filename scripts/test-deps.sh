@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond the Python packages: node + npm (pusher-js and
-# laravel-echo tests) and systemd-analyze (the example unit is checked with
+# laravel-echo tests), redis-server (the cluster tests) and systemd-analyze (the example unit is checked with
 # `systemd-analyze verify`). Installed with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The cluster tests run a real Redis (Debian 12: 7.0), started by the tests on free ports.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test-deps: missing ${need[*]} and not root; install them and rerun" >&2

@@ -18,6 +18,8 @@ SAMPLES: dict[str, Any] = {
     "host": "127.0.0.2",
     "port": 7001,
     "workers": 3,
+    "redis_url": "redis://127.0.0.1:6390/2",
+    "redis_prefix": "staging",
     "backlog": 128,
     "certfile": "/etc/uvgate/other-cert.pem",
     "keyfile": "/etc/uvgate/other-key.pem",

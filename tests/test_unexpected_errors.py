@@ -31,7 +31,7 @@ def _error_lines(caplog: Any) -> list[logging.LogRecord]:
 
 
 def test_an_escape_before_the_upgrade_answers_400(arun: Any, caplog: Any, monkeypatch: Any) -> None:
-    def broken(data: Any) -> Any:
+    def broken(data: Any, **kwargs: Any) -> Any:
         raise ValueError("a parser bug")
 
     monkeypatch.setattr(http1, "parse_request", broken)

@@ -53,7 +53,12 @@ class PusherService:
         self.engine = engine
         self.delivery = delivery
         self.handler = handler
-        self.api = PusherApi(self, timestamp_window=timestamp_window, clock=clock)
+        self.api = PusherApi(
+            self,
+            timestamp_window=timestamp_window,
+            clock=clock,
+            synchronous=getattr(engine, "synchronous", True),
+        )
         self.dispatcher = dispatcher
         self.api_listener = api_listener
         self.clock = clock

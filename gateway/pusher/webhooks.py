@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +136,10 @@ class WebhookDispatcher:
         self.failures = 0  # attempts answered non-2xx or failed
         self.dropped_waiting = 0  # events dropped from the bounded delivery queues
         self.emit_errors = 0
+        # Events from a cluster's outbox (``emit_released``): ref -> deliveries still to
+        # settle (one per webhook that wants the event); ``on_settled(ref)`` at zero.
+        self.on_settled: Callable[[str], None] | None = None
+        self._unsettled: dict[str, int] = {}
         self._drops_logged = 0
         self._drops_logged_at = -math.inf
 
@@ -196,29 +200,75 @@ class WebhookDispatcher:
         if not app.webhooks or self._closed:
             return
         try:
-            hooks = self._apps.get(app.id)
-            if hooks is None:
-                hooks = self._apps[app.id] = _AppHooks(
-                    app, WebhookScheduler(app.webhooks, **self.scheduler_options)
-                )
-            elif hooks.app is not app:
-                hooks.app = app  # rotated secret: sign with the current one
+            hooks = self._hooks_of(app)
             loop = self._loop
             if loop is None:
                 loop = self._loop = asyncio.get_running_loop()
-            scheduler = hooks.scheduler
-            scheduler.add(as_event(event), loop.time())
+            hooks.scheduler.add(as_event(event), loop.time())
             self.emitted += 1
-            deadline = scheduler.next_deadline()
-            if deadline is not None:
-                self._active.add(hooks)
-                if deadline < self._timer_at:
-                    self._arm(deadline)
+            self._watch(hooks)
         except Exception:
             # The hot path must not fail because of a webhook; count it, log it.
             self.emit_errors += 1
             if self.emit_errors == 1 or self.emit_errors % 1000 == 0:
                 log.exception("webhook emit failed (%d so far)", self.emit_errors)
+
+    def emit_released(self, app: App, event: WebhookEvent) -> None:
+        """Queue an event whose delay and cancellation a cluster already decided (from its
+        outbox); ``on_settled(event.ref)`` once every delivery of it succeeded or was
+        given up. Synchronous, never raises."""
+        try:
+            hooks = self._hooks_of(app)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            wanted = sum(1 for hook in app.webhooks if hook.wants(event.name))
+            if event.ref is not None:
+                if wanted:
+                    self._unsettled[event.ref] = wanted
+                elif self.on_settled is not None:
+                    self.on_settled(event.ref)
+            if not wanted:
+                return
+            hooks.scheduler.add_released(event, loop.time())
+            self.emitted += 1
+            self._watch(hooks)
+        except Exception:
+            self.emit_errors += 1
+            log.exception("webhook emit failed")
+
+    def _hooks_of(self, app: App) -> _AppHooks:
+        hooks = self._apps.get(app.id)
+        if hooks is None:
+            hooks = self._apps[app.id] = _AppHooks(
+                app, WebhookScheduler(app.webhooks, **self.scheduler_options)
+            )
+        elif hooks.app is not app:
+            hooks.app = app  # rotated secret: sign with the current one
+        return hooks
+
+    def _watch(self, hooks: _AppHooks) -> None:
+        """After an add: the timer fires at the app scheduler's next deadline, if earlier."""
+        deadline = hooks.scheduler.next_deadline()
+        if deadline is not None:
+            self._active.add(hooks)
+            if deadline < self._timer_at:
+                self._arm(deadline)
+
+    def _settle(self, delivery: Delivery) -> None:
+        """A delivery is done for good (2xx, or given up): acknowledge its events."""
+        on_settled = self.on_settled
+        for event in delivery.events:
+            ref = event.ref
+            if ref is None:
+                continue
+            left = self._unsettled.get(ref, 1) - 1
+            if left > 0:
+                self._unsettled[ref] = left
+                continue
+            self._unsettled.pop(ref, None)
+            if on_settled is not None:
+                on_settled(ref)
 
     # -- timer ----------------------------------------------------------------------------------
 
@@ -346,6 +396,7 @@ class WebhookDispatcher:
                 del self._per_url[url]
         if ok:
             self.delivered += 1
+            self._settle(delivery)
         else:
             self.failures += 1
             if not self._closing:
@@ -356,6 +407,7 @@ class WebhookDispatcher:
                         "webhook delivery given up after the retry window",
                         extra={"fields": {"url": url, "events": len(delivery.events)}},
                     )
+                    self._settle(delivery)
                 else:
                     self._active.add(job.hooks)
                     self._rearm()

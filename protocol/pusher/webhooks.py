@@ -23,7 +23,7 @@ import heapq
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -54,6 +54,9 @@ class WebhookEvent:
     data: str | None = None  # client_event
     socket_id: str | None = None  # client_event
     subscription_count: int | None = None
+    # Where the event came from when a cluster's outbox holds it (acknowledged once its
+    # delivery is settled); never part of the body.
+    ref: str | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"name": self.name, "channel": self.channel}
@@ -229,6 +232,12 @@ class WebhookScheduler:
             self._bound()
             return
         self._enqueue(event, now)
+
+    def add_released(self, event: WebhookEvent, now: float) -> None:
+        """Queue ``event`` for the next batch as is: its delay and a rejoin's cancellation
+        were already decided elsewhere (a cluster's shared scheduler)."""
+        if event.name in self._wanted:
+            self._enqueue(event, now)
 
     def _enqueue(self, event: WebhookEvent, now: float) -> None:
         for index, hook in enumerate(self.webhooks):
