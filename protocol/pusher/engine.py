@@ -13,7 +13,8 @@ decided once for all nodes, or reach connections on other nodes, goes through an
 * ``publish``: a ``Delivery`` to the matching connections of every node, in one order.
 
 ``MemoryEngine`` is the engine of one node: its facts are this process's, its deliveries
-are local and immediate, every method answers synchronously. A cluster engine
+are local and immediate, every method answers synchronously (several of them can share a
+``MemoryBus``: a cluster inside one process). A cluster engine
 (``gateway.cluster``) keeps the facts in Redis, changes them atomically and delivers
 through Redis PUB/SUB; its methods return awaitables. The caller handles both: a method
 returns a value, or an awaitable of that value (``is_pending``). ``tests/engine_contract``
@@ -133,20 +134,42 @@ class Engine(Protocol):
     def connection_count(self, app: App) -> Maybe[int]: ...
 
 
+class MemoryBus:
+    """Facts and deliveries shared by the memory engines of one process.
+
+    Each ``MemoryEngine`` has its own bus by default (one node). Engines given the same
+    bus behave as the nodes of a cluster without Redis: shared facts, deliveries to every
+    node. The engine contract suite runs its multi-node cases on it, and a program that
+    embeds several gateways can use it too.
+    """
+
+    def __init__(self) -> None:
+        self.state = MemoryState()
+        self.locals: list[Local] = []
+
+    def deliver(self, delivery: Delivery) -> int:
+        return sum(local.deliver(delivery) for local in self.locals)
+
+    def terminate(self, app_id: str, user_id: str) -> int:
+        return sum(local.terminate(app_id, user_id) for local in self.locals)
+
+
 class MemoryEngine:
-    """One node: facts in this process (``MemoryState``), deliveries local and immediate."""
+    """Facts in this process (``MemoryState``), deliveries immediate, every answer at once."""
 
     synchronous = True
 
-    def __init__(self, state: MemoryState | None = None) -> None:
-        self.state = state if state is not None else MemoryState()
+    def __init__(self, bus: MemoryBus | None = None) -> None:
+        self.bus = bus if bus is not None else MemoryBus()
+        self.state = self.bus.state
         self.local: Local | None = None
 
     def bind(self, local: Local) -> None:
         self.local = local
+        self.bus.locals.append(local)
 
     def deliver(self, delivery: Delivery) -> int:
-        return self.local.deliver(delivery) if self.local is not None else 0
+        return self.bus.deliver(delivery)
 
     def emit(self, app: App, event: wh.WebhookEvent) -> None:
         if self.local is not None:
@@ -217,7 +240,7 @@ class MemoryEngine:
         return self.deliver(delivery)
 
     def terminate(self, app: App, user_id: str) -> int:
-        return self.local.terminate(app.id, user_id) if self.local is not None else 0
+        return self.bus.terminate(app.id, user_id)
 
     def webhook(self, app: App, event: wh.WebhookEvent) -> None:
         self.emit(app, event)

@@ -1,0 +1,41 @@
+"""A real redis-server for the whole cluster test package (each test uses its own prefix)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster.harness import TestNode, memory_cluster, redis_cluster
+from tests.redis_server import RedisServer
+
+_prefixes = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=("memory", "redis"))
+def cluster_of(
+    request: pytest.FixtureRequest,
+) -> Callable[[int], contextlib.AbstractAsyncContextManager[list[TestNode]]]:
+    """``async with cluster_of(2) as (a, b)``: nodes on the memory engine or on Redis."""
+    if request.param == "memory":
+        return memory_cluster
+    server: RedisServer = request.getfixturevalue("redis_server")
+    prefix = f"t{next(_prefixes)}"
+
+    def make(size: int) -> contextlib.AbstractAsyncContextManager[list[TestNode]]:
+        return redis_cluster(server.url, size, prefix)
+
+    return make
