@@ -159,7 +159,7 @@ class TestNode:
 
     async def whisper(self, name: str, channel: str, event: str, data: str) -> None:
         session = self.sessions[name]
-        delivery, hook = self.hub.client_event(
+        delivery, _ = self.hub.client_event(
             session, messages.ClientEvent(event, channel, data), 0.0
         )
         await answer(self.engine.publish(delivery))
