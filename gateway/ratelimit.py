@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 
 class FailureLimiter:
-    __slots__ = ("_clock", "_entries", "limit", "max_entries", "window")
+    __slots__ = ("_clock", "_entries", "limit", "max_entries", "shared", "window")
 
     def __init__(
         self,
@@ -30,6 +30,9 @@ class FailureLimiter:
         self._clock = clock
         # ip -> [window_start, failures]
         self._entries: dict[str, list[float]] = {}
+        # In a cluster: told of every failure, so the limit holds across nodes (it calls
+        # ``block`` on every node once the IP's failures in the cluster reach the limit).
+        self.shared: Callable[[str], None] | None = None
 
     def record_failure(self, ip: str) -> int:
         """Count one failure for ``ip``; return the failures in its current window."""
@@ -42,7 +45,18 @@ class FailureLimiter:
             self._entries.pop(ip, None)
             self._entries[ip] = entry
         entry[1] += 1
+        if self.shared is not None:
+            self.shared(ip)
         return int(entry[1])
+
+    def block(self, ip: str, seconds: float) -> None:
+        """Refuse ``ip`` for ``seconds`` (the cluster says its failures reached the limit)."""
+        if self.limit <= 0 or seconds <= 0:
+            return
+        now = self._clock()
+        self._entries.pop(ip, None)
+        # A window that ends in ``seconds`` and is already at the limit.
+        self._entries[ip] = [now - self.window + min(seconds, self.window), float(self.limit)]
 
     def retry_after(self, ip: str) -> int:
         """0 if ``ip`` may try again, else whole seconds until its window ends."""

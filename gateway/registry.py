@@ -21,6 +21,26 @@ from typing import Any, Generic, Protocol, TypeVar
 from gateway.fanout import Peer, write_encoded
 
 
+class Relay(Protocol):
+    """Carries registry operations to the other nodes of a cluster (``gateway.cluster``)."""
+
+    def owner(self, conn_id: str) -> str | None:
+        """The node that holds ``conn_id`` when it is not this one (None: here or nobody)."""
+
+    def forward(
+        self,
+        op: str,
+        target: Any,
+        message: Any = None,
+        *,
+        code: int = 1000,
+        reason: str = "",
+        exclude: str | None = None,
+        node: str | None = None,
+    ) -> None:
+        """Apply ``op`` on the other nodes (or on ``node`` only)."""
+
+
 class Member(Peer, Protocol):
     """What the registry needs of a connection."""
 
@@ -36,9 +56,11 @@ C = TypeVar("C", bound=Member)  # the gateway's Connection
 
 
 class Registry(Generic[C]):
-    __slots__ = ("_conns", "_groups", "_users")
+    __slots__ = ("_conns", "_groups", "_users", "relay")
 
     def __init__(self) -> None:
+        # In a cluster: sends, closes and broadcasts also reach the other nodes.
+        self.relay: Relay | None = None
         self._conns: dict[str, C] = {}
         self._users: dict[str, C | set[C]] = {}
         self._groups: dict[str, set[C]] = {}
@@ -152,22 +174,43 @@ class Registry(Generic[C]):
         return True
 
     # --- sending ---------------------------------------------------------------
+    # In a cluster (``relay`` set) every operation also reaches the other nodes: one by
+    # connection id goes to the node the id names, the others to every node. The counts
+    # returned are of this node's connections (the others answer nobody).
     def send(self, conn_id: str, message: Any) -> bool:
-        """Encode ``message`` with the connection's codec and send it; False if unknown/closed."""
+        """Encode ``message`` with the connection's codec and send it; False if unknown or
+        closed here (True when it went to the node that holds the connection)."""
         conn = self._conns.get(conn_id)
-        return conn is not None and conn.send(message)
+        if conn is not None:
+            return conn.send(message)
+        node = self.relay.owner(conn_id) if self.relay is not None else None
+        if node is None or self.relay is None:
+            return False
+        self.relay.forward("send", conn_id, message, node=node)
+        return True
 
     def send_to_user(self, user: str, message: Any) -> int:
+        if self.relay is not None:
+            self.relay.forward("send_user", user, message)
         return write_encoded(self.of_user(user), message)
 
     def close(self, conn_id: str, code: int = 1000, reason: str = "") -> bool:
         conn = self._conns.get(conn_id)
-        if conn is None:
+        if conn is not None:
+            conn.close(code, reason)
+            return True
+        node = self.relay.owner(conn_id) if self.relay is not None else None
+        if node is None or self.relay is None:
             return False
-        conn.close(code, reason)
+        self.relay.forward("close", conn_id, code=code, reason=reason, node=node)
         return True
 
     def close_user(self, user: str, code: int = 1000, reason: str = "") -> int:
+        if self.relay is not None:
+            self.relay.forward("close_user", user, code=code, reason=reason)
+        return self._close_user(user, code, reason)
+
+    def _close_user(self, user: str, code: int, reason: str) -> int:
         conns = self.of_user(user)
         for conn in conns:
             conn.close(code, reason)
@@ -182,8 +225,18 @@ class Registry(Generic[C]):
     ) -> int:
         """Send ``message`` to a group (``str``), to ids (iterable), or to everyone (``None``).
 
-        Returns the number of connections written to.
+        Returns the number of connections written to (on this node).
         """
+        if self.relay is not None:
+            ids = target if target is None or isinstance(target, str) else list(target)
+            skip_id = exclude if exclude is None or isinstance(exclude, str) else exclude.id
+            self.relay.forward("broadcast", ids, message, exclude=skip_id)
+            target = ids
+        return self._broadcast(target, message, exclude)
+
+    def _broadcast(
+        self, target: str | Iterable[str] | None, message: Any, exclude: str | C | None
+    ) -> int:
         if target is None:
             conns: Iterable[C] = self._conns.values()
         elif isinstance(target, str):
@@ -193,6 +246,26 @@ class Registry(Generic[C]):
             conns = [c for c in map(get, target) if c is not None]
         skip = self._conns.get(exclude) if isinstance(exclude, str) else exclude
         return write_encoded(conns, message, skip)
+
+    def apply_relayed(
+        self, op: str, target: Any, message: Any, code: int, reason: str, exclude: str | None
+    ) -> int:
+        """An operation another node relayed: applied to this node's connections only."""
+        if op == "send" and isinstance(target, str):
+            conn = self._conns.get(target)
+            return int(conn is not None and conn.send(message))
+        if op == "send_user" and isinstance(target, str):
+            return write_encoded(self.of_user(target), message)
+        if op == "close" and isinstance(target, str):
+            conn = self._conns.get(target)
+            if conn is not None:
+                conn.close(code, reason)
+            return int(conn is not None)
+        if op == "close_user" and isinstance(target, str):
+            return self._close_user(target, code, reason)
+        if op == "broadcast" and (target is None or isinstance(target, str | list)):
+            return self._broadcast(target, message, exclude)
+        return 0
 
     def _resolve(self, conn_or_id: C | str) -> C | None:
         if isinstance(conn_or_id, str):

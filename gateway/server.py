@@ -143,7 +143,7 @@ class Gateway:
         if config.redis_url is not None:
             from gateway.cluster import build as build_cluster
 
-            self.cluster = build_cluster(config, self.tasks, worker)
+            self.cluster = build_cluster(config, self.tasks, worker, self.registry, self.limiter)
             self.components.append(self.cluster)
         # --- Pusher protocol v7 on /app/{key} and its HTTP API on /apps/
         self.pusher = None

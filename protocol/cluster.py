@@ -18,7 +18,8 @@ kind       layout (after the kind byte)                           meaning
 ``T``      (nothing)                                              close the user's
                                                                   connections (4009)
 ``N``      msgpack ``[op, target, message, code, reason,          a native registry
-           exclude]``                                             operation for this node
+           exclude, origin]``                                     operation (or a
+                                                                  control notice)
 =========  =====================================================  =======================
 
 ``decode`` raises ``ClusterMessageError`` for anything else, so a stray PUBLISH on one of
@@ -64,12 +65,13 @@ class Terminate:
 
 @dataclass(frozen=True, slots=True)
 class Native:
-    op: str  # send | send_user | close | close_user | broadcast
-    target: Any  # a connection id, a user id, a group name, a list of ids, or None (all)
+    op: str  # send | send_user | close | close_user | broadcast | block
+    target: Any  # a connection id, a user id, a group name, a list of ids, None (all), an IP
     message: Any = None
     code: int = 1000
     reason: str = ""
     exclude: str | None = None
+    origin: str = ""  # the node that sent it (it applied the operation itself already)
 
 
 ClusterMessage = Deliver | Joined | Terminate | Native
@@ -96,7 +98,7 @@ def encode_terminate() -> bytes:
 
 def encode_native(message: Native) -> bytes:
     body = [message.op, message.target, message.message, message.code, message.reason]
-    body.append(message.exclude)
+    body += [message.exclude, message.origin]
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return b"N" + packed
 
@@ -137,12 +139,14 @@ def decode(data: bytes) -> ClusterMessage:
             body = msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
         except Exception:  # msgpack raises several types for garbage
             raise ClusterMessageError("bad native body") from None
-        if not isinstance(body, list) or len(body) != 6 or not isinstance(body[0], str):
+        if not isinstance(body, list) or len(body) != 7 or not isinstance(body[0], str):
             raise ClusterMessageError("bad native body")
-        op, target, message, code, reason, exclude = body
+        op, target, message, code, reason, exclude, origin = body
         if not isinstance(code, int) or not isinstance(reason, str):
             raise ClusterMessageError("bad native body")
         if exclude is not None and not isinstance(exclude, str):
             raise ClusterMessageError("bad native body")
-        return Native(op, target, message, code, reason, exclude)
+        if not isinstance(origin, str):
+            raise ClusterMessageError("bad native body")
+        return Native(op, target, message, code, reason, exclude, origin)
     raise ClusterMessageError(f"unknown kind {kind}")

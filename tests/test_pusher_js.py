@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.gwtest import self_signed
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "tests" / "js"
@@ -99,6 +100,7 @@ def write_config(
     all_apps: dict[str, dict[str, object]],
     workers: int = 1,
     tls: tuple[Path, Path] | None = None,
+    redis_url: str | None = None,
 ) -> None:
     lines = [
         'host = "127.0.0.1"',
@@ -107,8 +109,10 @@ def write_config(
     ]
     if tls is not None:
         lines += [f"certfile = {json.dumps(str(tls[0]))}", f"keyfile = {json.dumps(str(tls[1]))}"]
+    if redis_url is not None:
+        lines.append(f"redis_url = {json.dumps(redis_url)}")
     lines += [
-        "node_id = 42",
+        f"node_id = {43 if redis_url else 42}",
         'log_level = "warning"',
         "shutdown_grace = 1.0",
         # The tests fail authentication on purpose, all from 127.0.0.1.
@@ -194,10 +198,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     restart_port = free_port()
     restart_config = tmp / "restart.toml"
     write_config(restart_config, restart_port, all_apps)
-    # workers.test.mjs runs a 2-worker gateway of its own.
-    # tests/js/workers.test.mjs (cross-worker fan-out) is not given a gateway: uvgate
-    # refuses Pusher with --workers > 1 until workers share channels (the refusal is
-    # tested in tests/test_gateway_process.py), so that file reports itself skipped.
+    # workers.test.mjs runs a 2-worker gateway of its own, the workers sharing Pusher
+    # state through a real redis-server (started here, stopped by pid).
+    redis = RedisServer()
+    redis.start()
+    workers_port = free_port()
+    workers_config = tmp / "workers.toml"
+    write_config(workers_config, workers_port, all_apps, workers=2, redis_url=redis.url)
     # tls.test.mjs runs a wss:// gateway of its own.
     tls = self_signed(tmp)
     tls_port = free_port()
@@ -226,6 +233,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             "UVGATE_JS_ROOT": str(ROOT),
             "UVGATE_JS_RESTART_CONFIG": str(restart_config),
             "UVGATE_JS_RESTART_PORT": str(restart_port),
+            "UVGATE_JS_WORKERS_CONFIG": str(workers_config),
+            "UVGATE_JS_WORKERS_PORT": str(workers_port),
             "UVGATE_JS_TLS_CONFIG": str(tls_config),
             "UVGATE_JS_TLS_PORT": str(tls_port),
             "NODE_EXTRA_CA_CERTS": str(tls[0]),
@@ -239,6 +248,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        redis.stop()
 
 
 def test_js_files_found() -> None:

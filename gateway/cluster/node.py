@@ -22,13 +22,16 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 import socket
+from typing import Literal
 
 from gateway.cluster.engine import RedisEngine
 from gateway.cluster.link import Link, Unavailable
 from gateway.cluster.outbox import Outbox
 from gateway.cluster.pubsub import Subscriber
+from gateway.cluster.relay import NativeRelay
 from gateway.metrics import Metric
 from protocol.ids import MAX_NODE_ID, MAX_WORKERS
 
@@ -41,17 +44,28 @@ HEALTH = 0.5  # seconds between two pings of the command link
 REAP_BATCH = 500
 
 
-class NodeConflict(Exception):
+class ClusterStartError(ConnectionError):
+    """This process cannot join the cluster (an OSError: the CLI says it in one line)."""
+
+
+class NodeConflict(ClusterStartError):
     """Another live node of the cluster has this node id."""
 
 
 class ClusterNode:
     def __init__(
-        self, link: Link, subscriber: Subscriber, engine: RedisEngine, *, worker: int = 0
+        self,
+        link: Link,
+        subscriber: Subscriber,
+        engine: RedisEngine,
+        relay: NativeRelay,
+        *,
+        worker: int = 0,
     ) -> None:
         self.link = link
         self.subscriber = subscriber
         self.engine = engine
+        self.relay = relay
         self.worker = worker
         self.node_id = -1
         self.key = ""
@@ -66,9 +80,9 @@ class ClusterNode:
     # ------------------------------------------------------------------ claim
     async def claim(self, node_id: int | None, hint: int) -> int:
         """Claim this node's key; returns the node id. ``NodeConflict`` if ``node_id``
-        is taken; ``Unavailable`` if Redis cannot be reached."""
+        is taken; ``ClusterStartError`` if Redis cannot be reached."""
         if not await self.link.ping():
-            raise Unavailable(f"cannot reach Redis at {self.link.url}")
+            raise ClusterStartError(f"cannot reach Redis at {_safe(self.link.url)}")
         self.link.up = True
         candidates = (
             [node_id]
@@ -80,6 +94,7 @@ class ClusterNode:
             if int(await self.link.call("claim", key, self._claim_value, int(LEASE * 1000))):
                 self.node_id, self.key = candidate, key
                 self.engine.node = key
+                self.relay.attach(key)
                 return candidate
         if node_id is not None:
             raise NodeConflict(
@@ -95,6 +110,7 @@ class ClusterNode:
             asyncio.ensure_future(self._reaper()),
             asyncio.ensure_future(self._health()),
         ]
+        self.subscriber.wanted.update(self.relay.channels())
         self.subscriber.start()
         if self.outbox is not None:
             self.outbox.start()
@@ -217,71 +233,24 @@ class ClusterNode:
         return count
 
     def metrics(self) -> list[Metric]:
-        engine = self.engine
-        stats = engine.stats
-        out = [
-            Metric.single(
-                "uvgate_cluster_ready",
-                "gauge",
-                "1 when this node is part of the cluster",
-                int(self.ready),
-            ),
-            Metric.single(
-                "uvgate_cluster_reconnects_total",
-                "counter",
-                "Redis PUB/SUB reconnections",
-                self.subscriber.reconnects,
-            ),
-            Metric.single(
-                "uvgate_cluster_reaped_nodes_total",
-                "counter",
-                "Dead nodes whose state this node removed",
-                self.reaped,
-            ),
-            Metric.single(
-                "uvgate_cluster_lease_losses_total",
-                "counter",
-                "Times this node's lease had expired (it was cut off)",
-                self.lease_losses,
-            ),
-        ]
-        if True:
-            out += [
-                Metric.single(
-                    "uvgate_cluster_messages_sent_total",
-                    "counter",
-                    "Messages this node published",
-                    stats.sent,
-                ),
-                Metric.single(
-                    "uvgate_cluster_messages_received_total",
-                    "counter",
-                    "Messages this node received from Redis",
-                    stats.received,
-                ),
-                Metric.single(
-                    "uvgate_cluster_messages_dropped_total",
-                    "counter",
-                    "Cross-node messages lost while Redis was unreachable (delivered on this node only)",
-                    stats.dropped,
-                ),
-                Metric.single(
-                    "uvgate_cluster_bad_messages_total",
-                    "counter",
-                    "Messages on uvgate channels that were not uvgate's",
-                    stats.bad_messages,
-                ),
-                Metric.single(
-                    "uvgate_cluster_resyncs_total",
-                    "counter",
-                    "Times this node registered its state in Redis",
-                    stats.resyncs,
-                ),
-                Metric.single(
-                    "uvgate_cluster_channels",
-                    "gauge",
-                    "Redis PUB/SUB channels this node listens to",
-                    engine.listening(),
-                ),
-            ]
-        return out
+        stats, relay = self.engine.stats, self.relay
+        rows: list[tuple[str, Literal["counter", "gauge"], str, float]] = [
+            ("uvgate_cluster_ready", "gauge", "1 when this node is part of the cluster", int(self.ready)),
+            ("uvgate_cluster_reconnects_total", "counter", "Redis PUB/SUB reconnections", self.subscriber.reconnects),
+            ("uvgate_cluster_reaped_nodes_total", "counter", "Dead nodes whose state this node removed", self.reaped),
+            ("uvgate_cluster_lease_losses_total", "counter", "Times this node's lease had expired (it was cut off)", self.lease_losses),
+            ("uvgate_cluster_messages_sent_total", "counter", "Messages this node published", stats.sent),
+            ("uvgate_cluster_messages_received_total", "counter", "Messages this node received from Redis", stats.received),
+            ("uvgate_cluster_messages_dropped_total", "counter", "Cross-node messages lost while Redis was unreachable (delivered on this node only)", stats.dropped + relay.dropped),
+            ("uvgate_cluster_bad_messages_total", "counter", "Messages on uvgate channels that were not uvgate's", stats.bad_messages),
+            ("uvgate_cluster_resyncs_total", "counter", "Times this node registered its state in Redis", stats.resyncs),
+            ("uvgate_cluster_channels", "gauge", "Redis PUB/SUB channels this node listens to", self.engine.listening()),
+            ("uvgate_cluster_native_forwarded_total", "counter", "Registry operations this node sent to other nodes", relay.forwarded),
+            ("uvgate_cluster_native_applied_total", "counter", "Registry operations other nodes sent to this node", relay.applied),
+        ]  # fmt: skip
+        return [Metric.single(*row) for row in rows]
+
+
+def _safe(url: str) -> str:
+    """The URL without its password (it goes to logs and stderr)."""
+    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", url)

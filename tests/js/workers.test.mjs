@@ -1,7 +1,8 @@
-// `uvgate serve --workers 2` with Pusher: every worker process has its own engine, while
-// the kernel (SO_REUSEPORT) spreads connections and HTTP API requests over them. A client
-// must not care which worker it landed on: an API trigger reaches every subscriber, and
-// presence lists every member. This file runs its own 2-worker gateway.
+// `uvgate serve --workers 2 --redis URL` with Pusher: the kernel (SO_REUSEPORT) spreads
+// connections and HTTP API requests over the workers, and the workers, each a node of the
+// cluster, share Pusher's state through Redis. A client must not care which worker it
+// landed on: an API trigger reaches every subscriber, presence lists every member, a
+// whisper reaches every other client. This file runs its own 2-worker gateway.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -19,14 +20,10 @@ import {
 
 const CONFIG = process.env.UVGATE_JS_WORKERS_CONFIG;
 const PORT = Number(process.env.UVGATE_JS_WORKERS_PORT);
-// tests/test_pusher_js.py gives no 2-worker gateway: uvgate refuses Pusher with --workers > 1
-// until workers share channels. These cases are the acceptance test for that work.
+// tests/test_pusher_js.py gives the 2-worker gateway's config (and its redis-server).
 const skip = !(CONFIG && PORT && GatewayProcess.available)
-  ? 'uvgate refuses Pusher with --workers > 1 until cross-worker fan-out exists'
+  ? 'no 2-worker gateway configured (run through tests/test_pusher_js.py)'
   : false;
-// Known gap (reported): Pusher state is per worker process; no cross-worker fan-out yet.
-// Remove `todo` once it is fixed: the cases must then pass.
-const todo = process.env.UVGATE_JS_WORKERS_STRICT ? false : 'pusher state is per worker process (no cross-worker fan-out)';
 const gw = skip ? null : new GatewayProcess(CONFIG, PORT);
 const N = 8; // P(all N on one worker) = 2 / 2**N
 
@@ -38,7 +35,7 @@ describe('two workers', { skip }, () => {
   after(() => gw.stop());
   const opts = () => ({ wsPort: PORT, wssPort: PORT });
 
-  test('an API trigger reaches subscribers on every worker', { todo }, async () => {
+  test('an API trigger reaches subscribers on every worker', async () => {
     const lib = serverLib(undefined, { port: String(PORT) });
     const name = uniq('fanout-');
     const clients = Array.from({ length: N }, () => pusherClient(opts()));
@@ -50,7 +47,7 @@ describe('two workers', { skip }, () => {
     await waitUntil(() => got === 3 * N, `${3 * N} deliveries (got ${got})`, 3000);
   });
 
-  test('presence lists the members connected to every worker', { todo }, async () => {
+  test('presence lists the members connected to every worker', async () => {
     const room = uniq('split-room-');
     const echos = Array.from({ length: N }, (_, i) => echoClient({ auth, user: `w${i}`, ...opts() }));
     const heres = echos.map((e) => {
@@ -66,7 +63,7 @@ describe('two workers', { skip }, () => {
     assert.equal(users.users.length, N, JSON.stringify(users));
   });
 
-  test('whispers reach the other clients on every worker', { todo }, async () => {
+  test('whispers reach the other clients on every worker', async () => {
     const room = uniq('split-whisper-');
     const echos = Array.from({ length: N }, (_, i) => echoClient({ auth, user: `x${i}`, ...opts() }));
     const chans = echos.map((e) => e.private(room));
