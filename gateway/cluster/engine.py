@@ -138,6 +138,8 @@ class RedisEngine:
         self._prefix = link.prefix
         # True once this node's state is registered (after start, after every outage).
         self.synced = False
+        # Presence departures that could not reach Redis: (app, channel, user).
+        self._departed: set[tuple[str, str, str]] = set()
 
     def bind(self, local: Local) -> None:
         self.local = local
@@ -354,9 +356,12 @@ class RedisEngine:
     def leave(self, app: App, channel: str, socket_id: str, user_id: str | None) -> Awaitable[None]:
         self._ledger.members.pop((app.id, channel, socket_id), None)
         _Ledger.bump(self._ledger.subs, (app.id, channel), -1)
-        return self._leave(app, channel, socket_id)
+        return self._leave(app, channel, socket_id, user_id)
 
-    async def _leave(self, app: App, channel: str, socket_id: str) -> None:
+    async def _leave(self, app: App, channel: str, socket_id: str, user_id: str | None) -> None:
+        if user_id is not None and not self.up:
+            # Told to the others at the next resync (``gone``), if Redis lost the member.
+            self._departed.add((app.id, channel, user_id))
         try:
             await self._quietly(
                 "leave",
@@ -584,7 +589,7 @@ class RedisEngine:
                     self._hooks(app_id),
                     added,
                 )
-        for fld in have_members:
+        for fld, member in have_members.items():
             app_id, channel, socket_id = fld.split(sep, 2)
             if (app_id, channel, socket_id) not in ledger.members:
                 await link.call(
@@ -596,6 +601,7 @@ class RedisEngine:
                     self._hooks(app_id),
                     self.delay_ms,
                 )
+                self._departed.discard((app_id, channel, _text(member)))  # announced just now
         channels = set(ledger.subs) | {tuple(f.split(sep, 1)) for f in have_subs}
         for app_id, channel in channels:
             count = ledger.subs.get((app_id, channel), 0)
@@ -615,6 +621,9 @@ class RedisEngine:
             )
         for app_id in set(ledger.conns) | set(have_conns):
             await link.call("resync_conns", app_id, node, ledger.conns.get(app_id, 0))
+        departed, self._departed = self._departed, set()
+        for app_id, channel, user in departed:
+            await link.call("gone", app_id, channel, user, self._hooks(app_id), self.delay_ms)
         self.stats.resyncs += 1
 
     def _hooks(self, app_id: str) -> str:

@@ -130,7 +130,10 @@ class ClusterNode:
             await self.link.call("release", self.key, self._claim_value)
             # Whatever is still registered for this node (an undo that did not make it
             # out in time) goes now, instead of when the others find the node stale.
-            while await self.link.call("reap", self.key, 0, REAP_BATCH, 3000) == b"more":
+            while (
+                await self.link.call("reap", self.key, 0, REAP_BATCH, self.engine.delay_ms)
+                == b"more"
+            ):
                 pass
         await self.link.close()
 
@@ -221,7 +224,9 @@ class ClusterNode:
             if node == self.key:
                 continue
             while True:
-                status = await self.link.call("reap", node, int(STALE * 1000), REAP_BATCH, 3000)
+                status = await self.link.call(
+                    "reap", node, int(STALE * 1000), REAP_BATCH, self.engine.delay_ms
+                )
                 if status != b"more":
                     break
             if status == b"done":

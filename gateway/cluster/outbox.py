@@ -156,7 +156,15 @@ class Outbox:
 
     # ---------------------------------------------------------------- settling
     def _settled(self, ref: str) -> None:
+        # Acknowledged at once (in one batch per turn of the loop): an event delivered but
+        # not yet acknowledged when this node dies is delivered again by another.
+        if not self._acks:
+            asyncio.get_running_loop().call_soon(self._flush_soon)
         self._acks.append(ref)
+
+    def _flush_soon(self) -> None:
+        self._tasks.append(asyncio.ensure_future(self._flush_acks()))
+        self._tasks = [t for t in self._tasks if not t.done()]
 
     async def _flush_acks(self) -> None:
         acks, self._acks = self._acks, []

@@ -144,11 +144,16 @@ elseif op == 'join' then
   local app, channel, node, socket, user = A[3], A[4], A[5], A[6], A[7]
   local hooks = A[10] == '1'
   local first = false
-  if user ~= '' then
-    first = member_add(app, channel, node, socket, user, A[8], tonumber(A[9]), hooks)
-    if first == nil then return {'full'} end
+  local max = tonumber(A[9])
+  if user ~= '' and max > 0 then  -- full: refused before anything changes
+    local counts = app_key(app, 'p:' .. channel .. ':n')
+    if not redis.call('HGET', counts, user) and redis.call('HLEN', counts) >= max then
+      return {'full'}
+    end
   end
+  -- occupied before member_added, as one node tells them
   local total = sub_adjust(app, channel, node, 1, hooks, 0)
+  if user ~= '' then first = member_add(app, channel, node, socket, user, A[8], 0, hooks) end
   -- The join's place in the channel's stream: what the channel gets from now on is the
   -- joiner's too (protocol/cluster.py "J"; member_added rides along when first).
   local flag, payload = '0', ''
@@ -208,6 +213,16 @@ elseif op == 'member_add' then       -- app channel node socket user info hooks 
 
 elseif op == 'member_remove' then    -- app channel node socket hooks delay
   return member_remove(A[3], A[4], A[5], A[6], A[7] == '1', tonumber(A[8])) and 1 or 0
+
+elseif op == 'gone' then             -- app channel user hooks delay: announce a departure
+  -- A user left while this node could not reach Redis, and Redis lost the membership
+  -- meanwhile (a restart without persistence): if nobody re-registered the user, the
+  -- others still list it.
+  local app, channel, user = A[3], A[4], A[5]
+  if redis.call('HEXISTS', app_key(app, 'p:' .. channel .. ':n'), user) == 1 then return 0 end
+  redis.call('PUBLISH', app_key(app, 'c:' .. channel), deliver_msg(member_removed_payload(channel, user)))
+  if A[6] == '1' then hook_later(app, 'member_removed', channel, user, tonumber(A[7])) end
+  return 1
 
 elseif op == 'resync_users' then     -- app node user count online_payload
   local app, node, user = A[3], A[4], A[5]

@@ -1,0 +1,203 @@
+"""Gateways as nodes of one cluster, end to end: real sockets, a real redis-server.
+
+Two gateways in the test process, each its own node (``--node-id 1`` and ``2``), sharing
+the session's redis-server under a prefix of their own. Clients connect to one or the
+other; the HTTP API is called on either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from gateway import Config, Gateway
+from gateway.cluster.node import NodeConflict
+from protocol.pusher.apps import App
+from tests.gwtest import SECRET, auth_message, raw_request, status_of, upgrade_request
+from tests.pusher_api_helpers import call, request
+from tests.redis_server import RedisServer
+from tests.test_pusher_ws import Client, app_table, decoded, settle
+
+APP = App(id="1", key="key-1", secret="secret-1", client_events=True)
+_prefixes = itertools.count(1)
+
+
+@contextlib.asynccontextmanager
+async def nodes(
+    redis_url: str, count: int = 2, *, prefix: str | None = None, **options: Any
+) -> AsyncIterator[list[Gateway]]:
+    prefix = prefix or f"g{next(_prefixes)}"
+    gateways: list[Gateway] = []
+    try:
+        for node_id in range(1, count + 1):
+            config = {
+                "host": "127.0.0.1",
+                "port": 0,
+                "secret": SECRET,
+                "node_id": node_id,
+                "apps": [app_table(APP)],
+                "redis_url": redis_url,
+                "redis_prefix": prefix,
+                **options,
+            }
+            gw = Gateway(Config(**config))
+            await gw.start()
+            gateways.append(gw)
+        yield gateways
+    finally:
+        for gw in gateways:
+            await gw.shutdown(grace=0.5)
+
+
+async def ready(gw: Any) -> int:
+    return (await request(gw.port, "GET", "/ready")).status
+
+
+def test_pusher_across_two_nodes(arun: Any, redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with nodes(redis_server.url) as (one, two):
+            a, b = await Client.open(one), await Client.open(two)
+            assert a.socket_id.startswith("100.") and b.socket_id.startswith("200.")
+            await a.join("presence-room", "alice")
+            joined = await b.join("presence-room", "bob")
+            assert sorted(joined["ids"]) == ["alice", "bob"]
+            added = decoded(await a.expect("pusher_internal:member_added", "presence-room"))
+            assert added == {"user_id": "bob"}
+            # The API of either node delivers to both, excluding a socket of the other.
+            sent = await call(two.port, APP, "POST", "/apps/1/events", {"name": "ev", "data": "1", "channels": ["presence-room"]})  # fmt: skip
+            assert sent.status == 200
+            for c in (a, b):
+                assert (await c.expect("ev", "presence-room"))["data"] == "1"
+            body = {
+                "name": "ev",
+                "data": "2",
+                "channels": ["presence-room"],
+                "socket_id": a.socket_id,
+            }
+            assert (await call(two.port, APP, "POST", "/apps/1/events", body)).status == 200
+            assert (await b.expect("ev"))["data"] == "2"
+            await a.silent()
+            # A whisper crosses nodes, never back to its sender.
+            await b.send("client-typing", {"t": 1}, channel="presence-room")
+            whisper = await a.expect("client-typing", "presence-room")
+            assert whisper["user_id"] == "bob"
+            await b.silent()
+            # Every node answers the queries the same, from the shared state.
+            for gw in (one, two):
+                info = await call(gw.port, APP, "GET", "/apps/1/channels/presence-room", params=[("info", "user_count,subscription_count")])  # fmt: skip
+                assert info.json() == {"occupied": True, "user_count": 2, "subscription_count": 2}
+                users = await call(gw.port, APP, "GET", "/apps/1/channels/presence-room/users")
+                assert sorted(u["id"] for u in users.json()["users"]) == ["alice", "bob"]
+            # terminate_connections through node one reaches bob's socket on node two.
+            await b.signin("bob")
+            assert (await call(one.port, APP, "POST", "/apps/1/users/bob/terminate_connections", {})).status == 200  # fmt: skip
+            assert (await b.error_then_close(4009))["message"] == "You got disconnected by the app."
+            removed = decoded(await a.expect("pusher_internal:member_removed", "presence-room"))
+            assert removed == {"user_id": "bob"}
+            await a.aclose()
+
+    arun(main())
+
+
+def test_native_registry_across_nodes(arun: Any, redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with (
+            nodes(redis_server.url, app="chat", pusher=False) as (one, two),
+            connect(f"ws://127.0.0.1:{one.port}/ws") as x,
+            connect(f"ws://127.0.0.1:{two.port}/ws") as y,
+        ):
+            await x.send(auth_message("xavier"))
+            await y.send(auth_message("yvonne"))
+            x_id = json.loads(await x.recv())["id"]
+            y_id = json.loads(await y.recv())["id"]
+            for ws in (x, y):
+                await ws.send(json.dumps({"type": "join", "group": "room"}))
+                assert json.loads(await ws.recv())["type"] == "joined"
+            # The chat app's group broadcast reaches the member on the other node.
+            await x.send(json.dumps({"type": "publish", "group": "room", "data": "hi"}))
+            for ws in (x, y):
+                message = json.loads(await ws.recv())
+                assert (message["from"], message["data"]) == ("xavier", "hi")
+            # By id: to the node the id names. By user: every node.
+            assert one.registry.send(y_id, {"to": "y"})
+            assert json.loads(await y.recv()) == {"to": "y"}
+            assert two.registry.send_to_user("xavier", {"to": "x"}) == 0  # not on two
+            assert json.loads(await x.recv()) == {"to": "x"}
+            assert not one.registry.send("not-an-id", {"nobody": True})
+            assert one.registry.close(y_id, 4000, "moved")
+            await asyncio.wait_for(y.wait_closed(), 3)
+            assert y.close_code == 4000
+            two.registry.close_user("xavier", 4001, "bye")
+            await asyncio.wait_for(x.wait_closed(), 3)
+            assert x.close_code == 4001 and x_id
+
+    arun(main())
+
+
+def test_failure_limit_holds_across_nodes(arun: Any, redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with nodes(redis_server.url, auth_fail_limit=3, pusher=False) as (one, two):
+            for gw in (one, two, one):
+                async with connect(f"ws://127.0.0.1:{gw.port}/ws") as ws:
+                    await ws.send(json.dumps({"type": "auth", "token": "bad"}))
+                    await ws.recv()
+            # Two failures on node one, one on node two: the third crossed the limit.
+            await settle(lambda: two.limiter.retry_after("127.0.0.1") > 0, 3.0)
+            for gw in (one, two):
+                response = await raw_request(gw, upgrade_request())
+                assert status_of(response) == 429
+
+    arun(main())
+
+
+def test_a_second_live_node_with_the_same_id_is_refused(
+    arun: Any, redis_server: RedisServer
+) -> None:
+    async def main() -> None:
+        async with nodes(redis_server.url, 1, prefix="same-id") as (one,):
+            clone = Gateway(Config(host="127.0.0.1", port=0, secret=SECRET, node_id=1, redis_url=redis_server.url, redis_prefix="same-id"))  # fmt: skip
+            with pytest.raises(NodeConflict) as info:
+                await clone.start()
+            assert "node id 1" in str(info.value) and "--node-id" in str(info.value)
+            await clone.shutdown(grace=0.1)
+            # Without --node-id a free one is found; another prefix is another cluster.
+            auto = Gateway(Config(host="127.0.0.1", port=0, secret=SECRET, redis_url=redis_server.url, redis_prefix="same-id"))  # fmt: skip
+            await auto.start()
+            assert auto.cluster is not None and auto.cluster.node_id != 1
+            await auto.shutdown(grace=0.1)
+            assert one.cluster is not None and one.cluster.ready
+
+    arun(main())
+
+
+def test_two_prefixes_never_see_each_other(arun: Any, redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with nodes(redis_server.url, 1, prefix="blue") as (blue,), nodes(redis_server.url, 1, prefix="green") as (green,):  # fmt: skip
+            b, g = await Client.open(blue), await Client.open(green)
+            await b.subscribe("news")
+            await g.subscribe("news")
+            body = {"name": "ev", "data": "blue only", "channels": ["news"]}
+            assert (await call(blue.port, APP, "POST", "/apps/1/events", body)).status == 200
+            assert (await b.expect("ev"))["data"] == "blue only"
+            await g.silent()
+            info = await call(green.port, APP, "GET", "/apps/1/channels/news", params=[("info", "subscription_count")])  # fmt: skip
+            assert info.json() == {"occupied": True, "subscription_count": 1}
+
+    arun(main())
+
+
+def test_ready_follows_the_cluster(arun: Any, redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with nodes(redis_server.url, 1) as (one,):
+            assert await ready(one) == 200
+            metrics = (await request(one.port, "GET", "/metrics")).body.decode()
+            assert 'uvgate_cluster_ready{worker="0"} 1' in metrics
+
+    arun(main())
