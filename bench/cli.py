@@ -61,6 +61,15 @@ def _common(p: argparse.ArgumentParser, scenario: str) -> None:
     )
     g.add_argument("--group", default="bench", help="native chat group (Pusher: private-GROUP)")
     g.add_argument(
+        "--spread",
+        type=int,
+        action="append",
+        default=[],
+        help="another port of the same host (a node of a cluster): connections are spread "
+        "round robin over the URL's port and these (repeatable); the publisher stays on the "
+        "URL (or --http-url)",
+    )
+    g.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow a non-loopback target (only for a host you own)",
@@ -206,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_fuzz_parser(sub)
 
+    from .cluster import add_cluster_parser  # fan-out through Redis (bench/cluster.py)
+
+    add_cluster_parser(sub)
+
     p = sub.add_parser("hold100k", help="100,000 connections held against uvgate (several workers)")
     p.add_argument("--connections", type=int, default=100_000)
     p.add_argument("--workers", type=int, default=8, help="uvgate --workers")
@@ -253,6 +266,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "window",
         "generator",
         "server_cpus",
+        "spread",
     ):
         if hasattr(args, name):
             setattr(cfg, name, getattr(args, name))
@@ -307,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
             from .fuzz import fuzz_main
 
             return fuzz_main(args)
+        if args.cmd == "cluster":
+            from .cluster import cluster_main
+
+            return cluster_main(args)
         cfg = config_from_args(args)
         res = run_and_report(cfg, args.json, args.plot, args.quiet)
         why = failure_verdict(res)

@@ -59,6 +59,9 @@ class RunConfig:
     generator: str = "auto"
     native_binary: str = ""  # set by runner.plan when the native generator is used
     server_cpus: list[int] = field(default_factory=list)  # pin the --server-pid processes
+    # More ports of the same host (the other nodes of a cluster): connections are spread
+    # round robin over ``port`` and these; the publisher stays on ``port`` (or http_port).
+    spread: list[int] = field(default_factory=list)
 
     @property
     def channel(self) -> str:
@@ -112,6 +115,7 @@ class RunConfig:
             (1 <= self.subscribers <= MAX_CONNECTIONS, "subscribers out of range"),
             (1 <= self.window <= 10_000, "window out of range"),
             (self.rate >= 0 and self.publish_rate >= 0, "rates must be >= 0"),
+            (all(0 < p < 65536 for p in self.spread), "spread ports must be 1..65535"),
         ]
         for ok, msg in checks:
             if not ok:

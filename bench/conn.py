@@ -178,11 +178,17 @@ def classify(exc: BaseException) -> str:
 
 
 async def dial(
-    loop: asyncio.AbstractEventLoop, spec: Spec, conn: BenchConn, source: str | None
+    loop: asyncio.AbstractEventLoop,
+    spec: Spec,
+    conn: BenchConn,
+    source: str | None,
+    port: int | None = None,
 ) -> None:
-    """Open TCP (bound to ``source`` when given) and attach ``conn``; raises OSError."""
+    """Open TCP (bound to ``source`` when given; to ``port`` instead of the spec's, for
+    another node) and attach ``conn``; raises OSError."""
+    port = port or spec.port
     if source is None:
-        await loop.create_connection(lambda: conn, spec.host, spec.port)
+        await loop.create_connection(lambda: conn, spec.host, port)
         return
     family = socket.AF_INET6 if ":" in source else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -192,7 +198,7 @@ async def dial(
             # Let connect() pick the port per 4-tuple: ~28k ports per (source, target).
             sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         sock.bind((source, 0))
-        await loop.sock_connect(sock, (spec.host, spec.port))
+        await loop.sock_connect(sock, (spec.host, port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await loop.create_connection(lambda: conn, sock=sock)
     except BaseException:

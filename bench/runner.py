@@ -149,6 +149,8 @@ def choose_generator(cfg: RunConfig) -> list[str]:
     why = None
     if cfg.protocol != "native":
         why = "it speaks uvgate's native protocol only, not Pusher"
+    elif cfg.spread:
+        why = "it connects to one port only (no --spread)"
     else:
         from .native import NativeUnavailable, build_generator
 

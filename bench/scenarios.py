@@ -120,7 +120,12 @@ class Base:
         timer = self.loop.call_later(self.cfg.connect_timeout, expire)
         try:
             try:
-                await dial(self.loop, self.spec, conn, self.source())
+                spread = self.cfg.spread
+                port = None
+                if spread:
+                    ports = (self.cfg.port, *spread)
+                    port = ports[index % len(ports)]
+                await dial(self.loop, self.spec, conn, self.source(), port)
             except OSError as exc:
                 self._waiters.pop(id(conn), None)
                 self.fails[classify(exc)] += 1

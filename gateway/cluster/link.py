@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import parse_url
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,6 +31,7 @@ log = logging.getLogger("uvgate.cluster")
 
 SCRIPT = (Path(__file__).parent / "scripts.lua").read_text()
 OUTBOX_MAXLEN = 100_000
+POOL_SIZE = 32  # command connections per node
 
 
 class Unavailable(Exception):
@@ -57,15 +58,19 @@ class Link:
         self.url = url
         self.prefix = prefix
         self.tasks = tasks
-        self.redis: Redis = Redis.from_url(
+        # A bounded pool that makes a burst wait its turn (a thousand clients subscribing
+        # at once) instead of failing: redis-py's default pool raises past 100 connections.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_SIZE,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             retry_on_error=[],
             health_check_interval=0,
-            decode_responses=False,
         )
+        self.redis: Redis = Redis(connection_pool=pool, decode_responses=False)
         self._script = self.redis.register_script(SCRIPT)
         self.up = False
         self.failures = 0
@@ -123,4 +128,4 @@ class Link:
         self.tasks.spawn(run())
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)

@@ -292,3 +292,41 @@ def test_a_dead_nodes_webhooks_are_taken_over(arun: Any, redis_server: RedisServ
                 assert await redis.xlen(stream) == 0
 
     arun(main())
+
+
+def test_a_node_reaped_while_cut_off_registers_again(arun: Any, redis_server: RedisServer) -> None:
+    """A partition longer than the lease: the others reap the node (member_removed); when it
+    comes back its heartbeat finds the lease gone, it claims it again and registers what
+    its connections hold (member_added), without disconnecting anyone."""
+
+    async def main() -> None:
+        async with nodes(redis_server.url, prefix=f"lease{next(_runs)}") as (one, two):
+            assert one.cluster is not None and two.cluster is not None
+            watcher = await Client.open(two)
+            await watcher.join("presence-l", "w")
+            cut_off = await Client.open(one)
+            await cut_off.join("presence-l", "lost")
+            await cut_off.signin("lost")
+            await watcher.expect("pusher_internal:member_added")
+            # What the cluster sees of a node silent past its lease: no claim, an old
+            # heartbeat. The reaper of node two removes its state.
+            redis, prefix, key = two.cluster.link.redis, two.cluster.link.prefix, one.cluster.key
+            await redis.delete(f"{prefix}:node:{key}")
+            await redis.zadd(f"{prefix}:nodes", {key: 0})
+            assert await two.cluster.reap() == 1
+            removed = await next_event(watcher, "pusher_internal:member_removed", 5)
+            assert decoded(removed) == {"user_id": "lost"}
+            # Node one's next heartbeat (every 2 s) finds its lease gone: claimed again,
+            # everything registered again, announced to the others.
+            added = await next_event(watcher, "pusher_internal:member_added", 8)
+            assert decoded(added) == {"user_id": "lost"}
+            assert one.cluster.lease_losses == 1
+            info = await call(two.port, APP, "GET", "/apps/1/channels/presence-l", params=[("info", "user_count,subscription_count")])  # fmt: skip
+            assert info.json() == {"occupied": True, "user_count": 2, "subscription_count": 2}
+            await cut_off.send("pusher:ping")
+            # Never disconnected. (Here, not cut off for real, it heard its own removal.)
+            await next_event(cut_off, "pusher:pong", 5)
+            await cut_off.aclose()
+            await watcher.aclose()
+
+    arun(main())

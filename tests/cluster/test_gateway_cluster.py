@@ -201,3 +201,39 @@ def test_ready_follows_the_cluster(arun: Any, redis_server: RedisServer) -> None
             assert 'uvgate_cluster_ready{worker="0"} 1' in metrics
 
     arun(main())
+
+
+def test_cache_quota_and_repeat_subscribe_across_nodes(
+    arun: Any, redis_server: RedisServer
+) -> None:
+    small = App(id="1", key="key-1", secret="secret-1", client_events=True, max_connections=2)
+
+    async def main() -> None:
+        async with nodes(redis_server.url, apps=[app_table(small)]) as (one, two):
+            a, b = await Client.open(one), await Client.open(two)
+            # The app's quota counts both nodes: a third connection is refused with 4004.
+            third = await connect(f"ws://127.0.0.1:{one.port}/app/key-1?protocol=7")
+            error = json.loads(await third.recv())
+            assert error["event"] == "pusher:error" and decoded(error)["code"] == 4004
+            await third.wait_closed()
+            # Cache channels: the API of one node keeps the event for the other.
+            body = {"name": "tick", "data": "7", "channels": ["cache-c"]}
+            assert (await call(one.port, APP, "POST", "/apps/1/events", body)).status == 200
+            info = await call(two.port, APP, "GET", "/apps/1/channels/cache-c", params=[("info", "cache")])  # fmt: skip
+            cache = info.json()["cache"]
+            assert cache["data"] == "7" and 0 < cache["ttl"] <= 1800
+            await b.subscribe("cache-c")
+            assert (await b.expect("tick", "cache-c"))["data"] == "7"
+            # Subscribing again to a presence channel answers with the cluster's roster.
+            await a.join("presence-r", "ann")
+            await b.join("presence-r", "ben")
+            await a.expect("pusher_internal:member_added")
+            channel_data = json.dumps({"user_id": "ann", "user_info": None})
+            again = await a.subscribe("presence-r", channel_data=channel_data)
+            assert sorted(decoded(again)["presence"]["ids"]) == ["ann", "ben"]
+            count = await call(two.port, APP, "GET", "/apps/1/channels", params=[("filter_by_prefix", "presence-"), ("info", "user_count")])  # fmt: skip
+            assert count.json() == {"channels": {"presence-r": {"user_count": 2}}}
+            await a.aclose()
+            await b.aclose()
+
+    arun(main())
