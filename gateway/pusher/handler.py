@@ -88,7 +88,6 @@ from protocol.pusher.messages import (
 from protocol.pusher.state import Joined
 
 log = logging.getLogger("uvgate.pusher")
-connect_log = log
 
 AUTH_TIMEOUT = "Authentication timeout"
 SWEEP_INTERVAL = 5.0  # seconds between two activity checks of a socket
@@ -235,7 +234,7 @@ class PusherHandler:
         self._then(conn, result, counted, unavailable)
 
     def _refuse_connection(self, conn: Connection, exc: PusherError) -> None:
-        connect_log.info(
+        log.info(
             "pusher connection refused",
             extra={
                 "fields": {"ip": conn.ip, "conn": conn.id, "code": exc.code, "reason": exc.message}
