@@ -1,8 +1,8 @@
 """A TCP proxy a test can cut: a network partition between a node and Redis, on demand.
 
 ``cut()`` drops every connection through it and refuses new ones (the node sees Redis
-vanish while Redis itself stays up for the other nodes); ``restore()`` lets them through
-again.
+vanish while Redis itself stays up for the other nodes); ``freeze()`` keeps them open but
+carries nothing (a stuck link, the kind health checks miss); ``restore()`` ends both.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.server: asyncio.AbstractServer | None = None
         self.cut_off = False
+        self.frozen = False
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
@@ -37,6 +38,11 @@ class TcpProxy:
 
     def restore(self) -> None:
         self.cut_off = False
+        self.frozen = False
+
+    def freeze(self) -> None:
+        """Keep the connections open but carry nothing (a stuck link: no error, no data)."""
+        self.frozen = True
 
     async def stop(self) -> None:
         self.cut()
@@ -61,10 +67,11 @@ class TcpProxy:
                 self._writers.discard(w)
                 w.transport.abort()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             while data := await reader.read(65536):
+                if self.frozen:
+                    continue  # swallowed: the other side waits for ever
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

@@ -330,3 +330,66 @@ def test_a_node_reaped_while_cut_off_registers_again(arun: Any, redis_server: Re
             await watcher.aclose()
 
     arun(main())
+
+
+def test_a_stuck_link_is_found_and_made_again(arun: Any, redis_server: RedisServer) -> None:
+    """Centrifugo #1189: after a failover the PUB/SUB connection stayed open but carried
+    nothing while health checks were green. Here the link to Redis goes silent without an
+    error: the PING probe finds it, the node says it is not ready, and once the link works
+    again the node reconnects and delivers."""
+
+    async def main() -> None:
+        proxy = TcpProxy("127.0.0.1", redis_server.port)
+        await proxy.start()
+        common = {"host": "127.0.0.1", "port": 0, "secret": SECRET, "apps": [app_table(APP)], "redis_prefix": f"stuck{next(_runs)}"}  # fmt: skip
+        one = Gateway(Config(node_id=1, redis_url=proxy.url(), **common))
+        two = Gateway(Config(node_id=2, redis_url=redis_server.url, **common))
+        await one.start()
+        await two.start()
+        try:
+            a = await Client.open(one)
+            await a.subscribe("news")
+            proxy.freeze()
+            await until(lambda: _is(ready(one), 503), 8, "a silent link noticed")
+            assert one.cluster is not None
+            subscriber = one.cluster.subscriber
+
+            async def probed() -> bool:
+                return not subscriber.up
+
+            await until(probed, 8, "the PUB/SUB probe finds no PONG")
+            proxy.restore()
+            await until(lambda: _is(ready(one), 200), 8, "the link made again")
+            assert await trigger(two, "news", "flowing") == 200
+            assert (await a.expect("ev"))["data"] == "flowing"
+            assert one.cluster is not None and one.cluster.subscriber.reconnects >= 1
+            await a.aclose()
+        finally:
+            await one.shutdown(grace=0.5)
+            await two.shutdown(grace=0.5)
+            await proxy.stop()
+
+    arun(main())
+
+
+def test_soak_three_nodes_every_event_once_in_order(arun: Any, redis_server: RedisServer) -> None:
+    """soketi #428: random non-delivery with three nodes, found only by sequence checks.
+    Triggers numbered 0..N-1 through the three nodes in turn, each completing before the
+    next; every subscriber, whatever its node, gets exactly 0..N-1 in order."""
+    triggers = 150
+
+    async def main() -> None:
+        async with nodes(redis_server.url, 3, prefix=f"soak{next(_runs)}") as gateways:
+            clients = [await Client.open(gateways[i % 3]) for i in range(9)]
+            for c in clients:
+                await c.subscribe("soak")
+            for n in range(triggers):
+                assert await trigger(gateways[n % 3], "soak", str(n)) == 200
+            for c in clients:
+                got = [int((await next_event(c, "ev", 5))["data"]) for _ in range(triggers)]
+                assert got == list(range(triggers))
+                await c.silent(0.05)
+            for c in clients:
+                await c.aclose()
+
+    arun(main())
