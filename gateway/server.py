@@ -30,10 +30,12 @@ from gateway.applications import Application, CallbackApplication, load_applicat
 from gateway.auth import AuthGate
 from gateway.config import Config
 from gateway.connection import Connection
+from gateway.connection.proxied import connection_class
 from gateway.context import ConnectionContext, Limits, ServerState
 from gateway.http import HttpResponse
 from gateway.listener import Listener
 from gateway.liveness import Heartbeat, LivenessSweep
+from gateway.logbudget import LogBudget
 from gateway.metrics import Metric, render
 from gateway.native import NativeHandler
 from gateway.ratelimit import FailureLimiter
@@ -46,6 +48,7 @@ from gateway.tls import load_tls
 from gateway.verifiers import load_verifier
 from gateway.verifiers.base import Verifier
 from protocol import closecodes
+from protocol.forwarded import TrustedProxies
 from protocol.handshake import Request
 from protocol.ids import IdFactory
 
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("uvgate.server")
 
 CACHE_SWEEP = 5.0  # seconds between two passes dropping expired Pusher cache entries
+LOG_FLUSH = 10.0  # seconds between two reports of log lines suppressed over their budget
 
 
 class Component(Protocol):
@@ -166,6 +170,15 @@ class Gateway:
             self.router.route_http("/users/", pusher.api.handle_users, prefix=True)
             self.timers.every(CACHE_SWEEP, pusher.expire)
             self.components.append(pusher)
+        # --- behind proxies: how each connection learns the client's address
+        self.proxy_refusals = LogBudget(logging.getLogger("uvgate.proxy"))
+        self.connection_class = connection_class(
+            TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None,
+            proxy_protocol=config.proxy_protocol,
+            refusals=self.proxy_refusals,
+        )
+        if config.proxy_protocol:
+            self.timers.every(LOG_FLUSH, lambda _now: self.proxy_refusals.flush())
         self.listener: Listener | None = None
         self._stopped: asyncio.Event | None = None
         self._shutting_down = False
@@ -278,6 +291,7 @@ class Gateway:
             ssl_context=tls,
             reuse_port=cfg.workers > 1,
             sock=sock,
+            connection_class=self.connection_class,
         )
         if self.pusher is not None and cfg.api_port is not None:
             if cfg.api_port != cfg.port or cfg.port == 0:
@@ -289,6 +303,7 @@ class Gateway:
                     backlog=cfg.backlog,
                     ssl_context=tls,
                     reuse_port=cfg.workers > 1,
+                    connection_class=self.connection_class,
                 )
         await self.listener.start()
         self.state.accepting = True

@@ -18,6 +18,7 @@ _HELP = {
     "over_capacity": "Upgrades refused with 503 at max_connections",
     "protocol_errors": "Connections failed for RFC 6455 violations or limits",
     "slow_consumers": "Connections closed for unread data over max_send_buffer",
+    "proxy_refused": "Connections closed for a missing or bad PROXY protocol header",
 }
 
 
@@ -37,6 +38,7 @@ class Stats:
     over_capacity: int
     protocol_errors: int
     slow_consumers: int
+    proxy_refused: int
 
     def __init__(self) -> None:
         for name in _HELP:
