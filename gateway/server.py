@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.applications import Application, CallbackApplication, load_application
 from gateway.auth import AuthGate
-from gateway.config import Config
+from gateway.config import Config, ConfigError
 from gateway.connection import Connection
 from gateway.connection.proxied import connection_class
 from gateway.context import ConnectionContext, Limits, ServerState
@@ -38,8 +38,10 @@ from gateway.liveness import Heartbeat, LivenessSweep
 from gateway.logbudget import LogBudget
 from gateway.metrics import Metric, render
 from gateway.native import NativeHandler
+from gateway.pusher.webhooks import WebhookDispatcher, any_webhooks
 from gateway.ratelimit import FailureLimiter
 from gateway.registry import Registry
+from gateway.reload import ReloadPlan, plan_reload
 from gateway.router import HttpOnly, Router
 from gateway.stats import Stats
 from gateway.tasks import TaskGroup
@@ -51,6 +53,8 @@ from protocol import closecodes
 from protocol.forwarded import TrustedProxies
 from protocol.handshake import Request
 from protocol.ids import IdFactory
+from protocol.pusher.apps import App, StaticAppStore
+from protocol.pusher.hub import Session
 
 if TYPE_CHECKING:
     from gateway.cluster.node import ClusterNode
@@ -76,6 +80,23 @@ def default_node_id() -> int:
     import socket
 
     return zlib.crc32(socket.gethostname().encode()) % 10000
+
+
+def verifier_for(config: Config) -> Verifier:
+    """The verifier ``config`` names, with its options (``secret`` for hmac)."""
+    options = dict(config.verifier_options)
+    if config.verifier == "hmac" and "secret" not in options and config.secret:
+        options["secret"] = config.secret
+    return load_verifier(config.verifier, options)
+
+
+async def _aclose(verifier: Verifier) -> None:
+    aclose = getattr(verifier, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            log.exception("closing verifier %r failed", verifier)
 
 
 class Gateway:
@@ -116,12 +137,12 @@ class Gateway:
         self.router = Router()
         self.components: list[Component] = []
         # --- authentication and the native route
+        # A verifier given by the embedder is theirs: a reload never replaces it.
+        self._own_verifier = verifier is None
         if verifier is None:
-            options = dict(config.verifier_options)
-            if config.verifier == "hmac" and "secret" not in options and config.secret:
-                options["secret"] = config.secret
-            verifier = load_verifier(config.verifier, options)
+            verifier = verifier_for(config)
         self.verifier = verifier
+        self._retired: list[Verifier] = []  # replaced by a reload, closing when idle
         self.gate = AuthGate(verifier, self.limiter, self.stats, self.tasks)
         self.heartbeat = Heartbeat(config.ping_interval, config.idle_timeout)
         if app is None:
@@ -180,6 +201,7 @@ class Gateway:
         if config.proxy_protocol:
             self.timers.every(LOG_FLUSH, lambda _now: self.proxy_refusals.flush())
         self.listener: Listener | None = None
+        self._tls: ssl.SSLContext | None = None
         self._stopped: asyncio.Event | None = None
         self._shutting_down = False
 
@@ -223,7 +245,96 @@ class Gateway:
     def metrics_text(self) -> str:
         return render(self.metrics(), {"worker": str(self.worker)})
 
+    # ------------------------------------------------------------------ reload
+    async def reload(self, config: Config) -> ReloadPlan:
+        """Apply ``config`` where it can change under live connections (``gateway.reload``).
+
+        Everything is built and checked before anything changes: on ``ConfigError`` the
+        gateway runs on exactly as before. Returns what changed and what needs a restart.
+        """
+        plan = plan_reload(self.config, config)
+        new = plan.config
+        new.validate()
+        tls = self._tls
+        if plan.tls and tls is not None:
+            assert new.certfile is not None
+            load_tls(new.certfile, new.keyfile)  # every mistake named, nothing changed yet
+        verifier = None
+        if plan.verifier and self._own_verifier:
+            try:
+                verifier = verifier_for(new)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            except Exception as exc:  # a custom verifier's own failure
+                raise ConfigError(
+                    f"verifier {new.verifier!r}: {type(exc).__name__}: {exc}"
+                ) from None
+        apps = None
+        if plan.apps and self.pusher is not None:
+            from gateway.pusher import build_store
+
+            try:
+                apps = list(build_store(new))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        # --- apply
+        if plan.tls and tls is not None:
+            assert new.certfile is not None
+            try:
+                # The listeners keep this context: new handshakes use the new pair, the
+                # connections already made keep theirs.
+                tls.load_cert_chain(new.certfile, new.keyfile)
+            except (ssl.SSLError, OSError) as exc:  # the files changed since the check
+                raise ConfigError(f"options 'certfile'/'keyfile': {exc}") from None
+        if verifier is not None:
+            old = self.verifier
+            self.verifier = verifier
+            self.gate.use(verifier)
+            self._retired.append(old)
+            self.tasks.spawn(self._retire(old))
+        if apps is not None:
+            self._replace_apps(apps)
+        self.config = new
+        return plan
+
+    async def _retire(self, verifier: Verifier) -> None:
+        """Close a replaced verifier once the verifications it started are answered."""
+        loop = asyncio.get_running_loop()
+        # An answer cannot matter after the connection's auth deadline; a backend that
+        # never answers must not keep the old verifier (and its sessions) for ever.
+        deadline = loop.time() + self.config.auth_timeout + 5.0
+        while self.gate.in_flight(verifier) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if verifier in self._retired:
+            self._retired.remove(verifier)
+            await _aclose(verifier)
+
+    def _replace_apps(self, apps: list[App]) -> None:
+        pusher = self.pusher
+        assert pusher is not None
+        store = pusher.store
+        if not isinstance(store, StaticAppStore):
+            raise ConfigError("the Pusher app store of this gateway cannot be reloaded")
+        store.replace(apps)
+        # Sockets of an app still configured take its new settings (a rotated secret
+        # must sign their next subscriptions); those of a removed app keep the old one.
+        for conn in self.registry:
+            session = conn.session
+            if isinstance(session, Session):
+                app = store.by_id(session.app.id)
+                if app is not None and app is not session.app:
+                    session.app = app
+        if pusher.dispatcher is None and any_webhooks(store):
+            dispatcher = WebhookDispatcher(store)
+            pusher.dispatcher = dispatcher
+            pusher.webhooks = dispatcher
+            self.tasks.spawn(dispatcher.start())
+
     # --------------------------------------------------------------- lifecycle
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
+
     @property
     def sockets(self) -> list[Any]:
         return self.listener.sockets if self.listener is not None else []
@@ -277,7 +388,7 @@ class Gateway:
         cfg = self.config
         if self.cluster is not None:
             await self._join_cluster(self.cluster)
-        tls = self.ssl_context()
+        self._tls = tls = self.ssl_context()
         period = self._liveness_period()
         if period is not None:
             self.timers.every(period, LivenessSweep(self.registry))
@@ -376,9 +487,9 @@ class Gateway:
             except Exception:
                 log.exception("stopping %r failed", component)
         await self.tasks.cancel_all()
-        aclose = getattr(self.verifier, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        for verifier in [*self._retired, self.verifier]:
+            await _aclose(verifier)
+        self._retired.clear()
         if self.listener is not None:
             await self.listener.wait_closed()
         if self._stopped is not None:
