@@ -110,29 +110,38 @@ async def serve_worker(
             systemd.stopping()
         gateway.request_shutdown()
 
+    def failed(exc: Exception) -> None:
+        log.error(
+            "reload failed; running on with the previous configuration",
+            extra={"fields": {"worker": worker, "problem": _one_line(exc)}},
+        )
+        if status is not None:
+            status("reload-failed")
+
     async def do_reload() -> None:
         async with reloading:
-            if notify:
-                systemd.reloading()
-            ok = False
             try:
                 if reload is None:
                     raise ConfigError("this gateway was started without a configuration to read")
-                plan = await gateway.reload(reload(gateway.config))
+                new = reload(gateway.config)
             except (ConfigError, ValueError, OSError) as exc:
-                log.error(
-                    "reload failed; running on with the previous configuration",
-                    extra={"fields": {"worker": worker, "problem": _one_line(exc)}},
-                )
+                failed(exc)  # not read: no reload began, systemd need not hear of it
+                return
+            if notify:
+                systemd.reloading()
+            try:
+                plan = await gateway.reload(new)
+            except (ConfigError, ValueError, OSError) as exc:
+                failed(exc)
             else:
-                ok = True
                 _apply_logging(plan)
                 # With workers, the supervisor named the restart-only options once.
                 _log_reload(plan, restart_note=status is None)
-            if status is not None:
-                status("reloaded" if ok else "reload-failed")
-            if notify:
-                systemd.ready()
+                if status is not None:
+                    status("reloaded")
+            finally:
+                if notify:
+                    systemd.ready()
 
     def hup() -> None:
         if not gateway.shutting_down:
