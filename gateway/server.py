@@ -90,6 +90,10 @@ def verifier_for(config: Config) -> Verifier:
     return load_verifier(config.verifier, options)
 
 
+def _websockets(conns: Iterable[Connection]) -> bool:
+    return any(conn.in_websocket for conn in conns)
+
+
 async def _aclose(verifier: Verifier) -> None:
     aclose = getattr(verifier, "aclose", None)
     if aclose is not None:
@@ -210,6 +214,8 @@ class Gateway:
         return HttpResponse.json(200, {"status": "up"})
 
     def _ready(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
+        if self._shutting_down:
+            return HttpResponse.json(503, {"status": "shutting down"})
         if self.cluster is not None and not self.cluster.ready:
             return HttpResponse.json(503, {"status": "not ready", "reason": "cluster"})
         if self.state.accepting and self.ctx.open_and_pending() <= self.limits.max_connections:
@@ -452,7 +458,15 @@ class Gateway:
             self.tasks.spawn(self.shutdown())
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Stop accepting, close everyone with a going-away code, wait, then abort stragglers."""
+        """Close every WebSocket with a going-away code, wait for them up to ``grace``
+        seconds, then abort the stragglers.
+
+        The listener stays open while they drain: plain HTTP is answered (``/ready`` says
+        503 so a load balancer moves on, ``/up`` 200, the Pusher HTTP API keeps
+        publishing: with a cluster its events reach the other nodes' sockets, and a
+        Pusher publish is "accepted", not "delivered to N"), and upgrades get 503 with
+        Retry-After. The listener closes once the sockets are gone or the grace is over.
+        """
         if self._shutting_down:
             if self._stopped is not None:
                 await self._stopped.wait()
@@ -463,18 +477,25 @@ class Gateway:
         log.info(
             "shutting down", extra={"fields": {"connections": len(self.registry), "grace": grace}}
         )
-        if self.listener is not None:
-            self.listener.close()
         timers = self.timers
         timers.stop_when_idle()
         for conn in [*self.registry, *timers.pending]:
-            handler = conn.handler
-            code = handler.shutdown_code if handler is not None else closecodes.GOING_AWAY
-            conn.close(code, "server shutting down")
+            if conn.in_websocket or conn.request is None:
+                # WebSockets get a going-away code; an HTTP request in progress is
+                # answered first (Connection: close), an idle keep-alive just closes.
+                handler = conn.handler
+                code = handler.shutdown_code if handler is not None else closecodes.GOING_AWAY
+                conn.close(code, "server shutting down")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while (self.registry or timers.pending or timers.closing) and loop.time() < deadline:
+        # HTTP connections made meanwhile (health checks, API calls) are short and do
+        # not hold the shutdown up: only WebSockets are waited for.
+        while (self.registry or timers.closing or _websockets(timers.pending)) and (
+            loop.time() < deadline
+        ):
             await asyncio.sleep(0.02)
+        if self.listener is not None:
+            self.listener.close()
         for conn in [*self.registry, *timers.pending, *timers.closing]:
             conn.abort(closecodes.GOING_AWAY)
         timers.stop()

@@ -71,9 +71,8 @@ class Connection(Http1):
             ctx.timers.pending.add(self)
             ctx.stats.tcp_accepted += 1
             self.last_seen = SEEN
-            if not ctx.server.accepting:
-                self.transport.abort()
-                return
+            # Also while shutting down: plain HTTP is still answered (/ready says 503,
+            # the Pusher API publishes); upgrades get 503 (``Upgrade._upgrade``).
             self.transport.set_write_buffer_limits(high=ctx.limits.write_high_water)
             self.set_deadline(ctx.limits.handshake_timeout)
         except Exception as exc:
