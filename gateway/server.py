@@ -194,6 +194,7 @@ class Gateway:
             self.router.route_http("/apps/", pusher.api.handle_apps, prefix=True)
             self.router.route_http("/users/", pusher.api.handle_users, prefix=True)
             self.timers.every(CACHE_SWEEP, pusher.expire)
+            self.timers.every(LOG_FLUSH, lambda _now: pusher.api.refusals.flush())
             self.components.append(pusher)
         # --- behind proxies: how each connection learns the client's address
         self.proxy_refusals = LogBudget(logging.getLogger("uvgate.proxy"))

@@ -283,7 +283,7 @@ def test_a_new_certificate_for_new_connections_only(tmp_path: Path):
 # -- workers and systemd ----------------------------------------------------------------------------
 @pytest.mark.parametrize("workers", [1, 2])
 def test_every_worker_reloads_and_systemd_hears_of_it(tmp_path: Path, workers: int):
-    base = f'pusher = false\nworkers = {workers}\n'
+    base = f"pusher = false\nworkers = {workers}\n"
     cfg = write(tmp_path / "uvgate.toml", base + 'secret = "one"\n')
     notify = str(tmp_path / "notify")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:

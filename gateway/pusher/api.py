@@ -33,6 +33,11 @@ A signed request may be replayed *within* the timestamp window: refusing repeats
 break clients that legitimately send the same event twice in one second (the official
 libraries sign with whole-second timestamps and no nonce).
 
+Every refusal is logged (logger ``uvgate.pusher.api``: status, reason, app id, client IP,
+method, path), within a budget: the first of each kind per app and client in a minute,
+then one "suppressed" line with the count, so a Laravel app with a wrong secret is seen
+at once and a flood is a few lines.
+
 Counters: ``PusherApi.stats`` (requests per status, errors), on ``/metrics`` through
 ``PusherApi.metrics``.
 """
@@ -49,6 +54,7 @@ from urllib.parse import unquote
 
 from gateway.connection import Connection
 from gateway.http import HttpResponse
+from gateway.logbudget import LogBudget
 from gateway.metrics import Metric
 from protocol.handshake import Request
 from protocol.pusher import httpapi
@@ -170,6 +176,9 @@ class PusherApi:
         self.synchronous = synchronous
         self.timestamp_window = timestamp_window
         self.stats = ApiStats()
+        # Refusals are logged once per (status, reason, app, client) and interval; the
+        # gateway calls ``refusals.flush`` from its timers to report what was suppressed.
+        self.refusals = LogBudget(log, per_key=1, total=100, interval=60.0)
         # The hub's monotonic clock (cache expiry times are on it).
         self._clock = clock
 
@@ -179,24 +188,27 @@ class PusherApi:
         self, request: Request, body: bytes, conn: Connection
     ) -> HttpResponse | Awaitable[HttpResponse]:
         """``/apps/...``."""
-        return self._handle(request, body, apps=True)
+        return self._handle(request, body, conn, apps=True)
 
     def handle_users(
         self, request: Request, body: bytes, conn: Connection
     ) -> HttpResponse | Awaitable[HttpResponse]:
         """``/users/{id}/terminate_connections`` as the official Python library (3.3.x)
         posts it: no ``/apps/{id}`` prefix, the app found by ``auth_key``."""
-        return self._handle(request, body, apps=False)
+        return self._handle(request, body, conn, apps=False)
 
     def _handle(
-        self, request: Request, body: bytes, *, apps: bool
+        self, request: Request, body: bytes, conn: Connection, *, apps: bool
     ) -> HttpResponse | Awaitable[HttpResponse]:
-        work = self._respond(request, body, apps)
+        work = self._respond(request, body, conn, apps)
         if self.synchronous:
             return _run_now(work)
         return work
 
-    async def _respond(self, request: Request, body: bytes, apps: bool) -> HttpResponse:
+    async def _respond(
+        self, request: Request, body: bytes, conn: Connection, apps: bool
+    ) -> HttpResponse:
+        reason = ""
         try:
             if apps:
                 response = await self._route(request, body)
@@ -204,8 +216,10 @@ class PusherApi:
                 response = await self._route_users(request, body)
         except ApiError as exc:
             response = _error(exc.status, exc.message)
+            reason = exc.message
         except _MethodNotAllowed as exc:
             response = _error(405, "Method not allowed", (("Allow", exc.allowed),))
+            reason = "Method not allowed"
         except Unavailable as exc:
             log.warning(
                 "Pusher API %s %s: cluster unavailable (%s)", request.method, request.path, exc
@@ -215,7 +229,33 @@ class PusherApi:
             log.exception("Pusher API %s %s failed", request.method, request.path)
             response = _error(500, "Internal error")
         self.stats.count(response.status)
+        if reason:
+            self._refused(request, conn, response.status, reason, apps=apps)
         return response
+
+    def _refused(
+        self, request: Request, conn: Connection, status: int, reason: str, *, apps: bool
+    ) -> None:
+        """One line per kind of refusal, app and client within the budget: a Laravel app
+        with the wrong secret shows up at once, without a line per event it sends."""
+        if apps:
+            app_id = unquote(request.path[len(APPS_PREFIX) :].split("/", 1)[0])[:64] or "-"
+        else:
+            key = auth_key_of(parse_query(request.query))
+            app = self.engine.store.by_key(key) if key else None
+            app_id = app.id if app is not None else "-"
+        self.refusals.log(
+            (status, reason, app_id, conn.ip),
+            "Pusher API request refused",
+            {
+                "status": status,
+                "reason": reason,
+                "app": app_id,
+                "ip": conn.ip,
+                "method": request.method,
+                "path": request.path[:200],
+            },
+        )
 
     # -- routing ---------------------------------------------------------------------------
 
