@@ -23,8 +23,11 @@ import logging
 import signal
 import ssl
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
 
 from gateway.applications import Application, CallbackApplication, load_application
 from gateway.auth import AuthGate
@@ -36,8 +39,18 @@ from gateway.http import HttpResponse
 from gateway.listener import Listener
 from gateway.liveness import Heartbeat, LivenessSweep
 from gateway.logbudget import LogBudget
-from gateway.metrics import Metric, render
+from gateway.metrics import (
+    CONTENT_TYPE,
+    Metric,
+    PartsCollector,
+    WorkerLabel,
+    merge,
+    process_collectors,
+    render,
+    snapshot,
+)
 from gateway.native import NativeHandler
+from gateway.pusher.appmetrics import app_metrics
 from gateway.pusher.webhooks import WebhookDispatcher, any_webhooks
 from gateway.ratelimit import FailureLimiter
 from gateway.registry import Registry
@@ -49,6 +62,7 @@ from gateway.timers import Timers
 from gateway.tls import load_tls
 from gateway.verifiers import load_verifier
 from gateway.verifiers.base import Verifier
+from gateway.workermetrics import SiblingMetrics
 from protocol import closecodes
 from protocol.forwarded import TrustedProxies
 from protocol.handshake import Request
@@ -140,6 +154,13 @@ class Gateway:
         )
         self.router = Router()
         self.components: list[Component] = []
+        # /metrics: the parts' figures and this process's, each sample labelled with the
+        # worker; a registry of its own (prometheus-client's global one is not used).
+        self.collector = CollectorRegistry(auto_describe=False)
+        self.collector.register(
+            WorkerLabel([PartsCollector(self.metrics), *process_collectors()], worker)
+        )
+        self.siblings: SiblingMetrics | None = None
         # --- authentication and the native route
         # A verifier given by the embedder is theirs: a reload never replaces it.
         self._own_verifier = verifier is None
@@ -223,12 +244,33 @@ class Gateway:
             return HttpResponse.json(200, {"status": "ready", "connections": len(self.registry)})
         return HttpResponse.json(503, {"status": "not ready"})
 
-    def _metrics(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
-        return HttpResponse(200, self.metrics_text().encode(), "text/plain; version=0.0.4")
+    def _metrics(
+        self, request: Request, body: bytes, conn: Connection
+    ) -> HttpResponse | Awaitable[HttpResponse]:
+        if self.siblings is not None:
+            return self._instance_metrics()  # the other workers answer asynchronously
+        return HttpResponse(200, generate_latest(self.collector), CONTENT_TYPE)
+
+    async def _instance_metrics(self) -> HttpResponse:
+        assert self.siblings is not None
+        groups, up = await self.siblings.gather()
+        mine = list(self.collector.collect())
+        return HttpResponse(200, render([*merge([mine, *groups]), up]), CONTENT_TYPE)
 
     def metrics(self) -> list[Metric]:
-        """Every metric family of this worker, read now."""
+        """Every metric family of this worker's parts, read now (``process_*`` and
+        ``python_*`` are added by ``collector``)."""
         out = self.stats.metrics()
+        websockets = len(self.registry) + sum(1 for c in self.timers.pending if c.in_websocket)
+        out.append(
+            Metric.single(
+                "uvgate_ws_open",
+                "gauge",
+                "WebSocket connections open now, authenticated or not: ws_opened_total "
+                "minus ws_closed_total (soketi_connected)",
+                websockets,
+            )
+        )
         out.append(
             Metric.single(
                 "uvgate_connections",
@@ -245,12 +287,23 @@ class Gateway:
                 len(self.timers.pending),
             )
         )
+        if self.pusher is not None:
+            out.extend(app_metrics(self.pusher))
         for component in self.components:
             out.extend(component.metrics())
         return out
 
     def metrics_text(self) -> str:
-        return render(self.metrics(), {"worker": str(self.worker)})
+        """This worker's ``/metrics`` page (``process_*`` included)."""
+        return generate_latest(self.collector).decode()
+
+    def share_metrics(self, directory: str, workers: int) -> None:
+        """With workers: answer siblings' scrapes from ``directory`` and gather theirs, so
+        one scrape shows the instance (``gateway.workermetrics``). Before ``start()``."""
+        self.siblings = SiblingMetrics(
+            directory, self.worker, workers, lambda: snapshot(self.collector)
+        )
+        self.components.append(self.siblings)
 
     # ------------------------------------------------------------------ reload
     async def reload(self, config: Config) -> ReloadPlan:

@@ -1,14 +1,31 @@
-"""Counters of one gateway worker: plain integers on the hot path, read at scrape time."""
+"""Counters of one gateway worker: plain integers on the hot path, read at scrape time.
+
+Every event is one integer add where it happens; nothing is computed until ``/metrics``
+is scraped. The per-message traffic counters go further: the message count and the byte
+count of one direction share one integer, ``ws_rx`` (received) or ``ws_tx`` (sent), the
+count in the bits above ``MESSAGE`` (2**64) and the bytes below it. A message is then
+one add (``stats.ws_tx += len(frame) + MESSAGE``), not two; the bytes would need 16 EiB
+to reach the count. Python integers have no upper bound, so nothing overflows.
+"""
 
 from __future__ import annotations
 
 from gateway.metrics import Metric
 
+__all__ = ["MESSAGE", "Stats"]
+
+# One message, in the packed traffic counters: the bytes live in the low 64 bits.
+MESSAGE = 1 << 64
+_BYTES = MESSAGE - 1
+
 _HELP = {
     "tcp_accepted": "TCP connections accepted",
     "tcp_closed": "TCP connections closed",
-    "ws_opened": "WebSocket handshakes completed",
-    "ws_closed": "WebSocket connections closed after opening",
+    "ws_opened": "WebSocket handshakes completed (soketi_new_connections_total)",
+    "ws_closed": (
+        "WebSocket connections closed after the handshake, whatever the reason: refused at "
+        "authentication, timed out, closed by either side (soketi_new_disconnections_total)"
+    ),
     "handshake_rejected": "Upgrade requests refused with an HTTP status",
     "handshake_timeouts": "Connections dropped for an incomplete HTTP request (slowloris)",
     "auth_ok": "Successful authentications",
@@ -20,10 +37,26 @@ _HELP = {
     "slow_consumers": "Connections closed for unread data over max_send_buffer",
     "proxy_refused": "Connections closed for a missing or bad PROXY protocol header",
 }
+_TRAFFIC_HELP = {
+    "ws_messages_received": (
+        "WebSocket messages received, auth messages included (soketi_ws_messages_received_total)"
+    ),
+    "ws_received_bytes": (
+        "Bytes read from WebSocket connections after the handshake, frame headers and control "
+        "frames included (soketi_socket_received_bytes)"
+    ),
+    "ws_messages_sent": (
+        "WebSocket messages sent, each copy of a broadcast counted (soketi_ws_messages_sent_total)"
+    ),
+    "ws_sent_bytes": (
+        "Bytes of WebSocket frames written, headers and control frames included "
+        "(soketi_socket_transmitted_bytes)"
+    ),
+}
 
 
 class Stats:
-    __slots__ = tuple(_HELP)
+    __slots__ = (*_HELP, "ws_rx", "ws_tx")
 
     tcp_accepted: int
     tcp_closed: int
@@ -39,16 +72,38 @@ class Stats:
     protocol_errors: int
     slow_consumers: int
     proxy_refused: int
+    # received / sent: messages * MESSAGE + bytes (see the module docstring)
+    ws_rx: int
+    ws_tx: int
 
     def __init__(self) -> None:
-        for name in _HELP:
+        for name in self.__slots__:
             setattr(self, name, 0)
 
+    @property
+    def ws_messages_received(self) -> int:
+        return self.ws_rx >> 64
+
+    @property
+    def ws_received_bytes(self) -> int:
+        return self.ws_rx & _BYTES
+
+    @property
+    def ws_messages_sent(self) -> int:
+        return self.ws_tx >> 64
+
+    @property
+    def ws_sent_bytes(self) -> int:
+        return self.ws_tx & _BYTES
+
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in _HELP}
+        out = {name: getattr(self, name) for name in _HELP}
+        out.update((name, getattr(self, name)) for name in _TRAFFIC_HELP)
+        return out
 
     def metrics(self) -> list[Metric]:
+        helps = {**_HELP, **_TRAFFIC_HELP}
         return [
-            Metric.single(f"uvgate_{name}_total", "counter", _HELP[name], value)
+            Metric.single(f"uvgate_{name}_total", "counter", helps[name], value)
             for name, value in self.as_dict().items()
         ]

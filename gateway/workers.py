@@ -32,9 +32,11 @@ import contextlib
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -86,13 +88,18 @@ async def serve_worker(
     notify: bool = False,
     reload: Reloader | None = None,
     status: Status | None = None,
+    metrics_dir: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, reload on SIGHUP. With ``notify`` (the single-process
     case: this process is the service), tell systemd when listening, around reloads and
-    when the shutdown begins; ``status`` reports to a supervisor instead."""
+    when the shutdown begins; ``status`` reports to a supervisor instead. ``metrics_dir``:
+    where the workers of this instance exchange their metrics (``gateway.workermetrics``).
+    """
     from gateway.server import Gateway
 
     gateway = Gateway(config, worker=worker)
+    if metrics_dir is not None:
+        gateway.share_metrics(metrics_dir, config.workers)
     try:
         await gateway.start()
     except OSError as exc:
@@ -172,10 +179,21 @@ def _run_loop(
     notify: bool = False,
     reload: Reloader | None = None,
     status: Status | None = None,
+    metrics_dir: str | None = None,
 ) -> None:
     import uvloop
 
-    uvloop.run(serve_worker(config, worker, on_ready, notify=notify, reload=reload, status=status))
+    uvloop.run(
+        serve_worker(
+            config,
+            worker,
+            on_ready,
+            notify=notify,
+            reload=reload,
+            status=status,
+            metrics_dir=metrics_dir,
+        )
+    )
 
 
 def _reserve_port(host: str) -> socket.socket:
@@ -234,6 +252,8 @@ class _Supervisor:
         self.ready_deadline = 0.0
         self.reload_acks: set[int] | None = None  # workers yet to confirm the reload
         self.reload_deadline = 0.0
+        # The workers' metrics sockets: private to this user, removed at exit.
+        self.metrics_dir = tempfile.mkdtemp(prefix="uvgate-metrics-")
 
     # -- workers -----------------------------------------------------------------------------
     def spawn(self, index: int) -> None:
@@ -264,6 +284,7 @@ class _Supervisor:
                 lambda _port: report("ready"),
                 reload=self.reload,
                 status=report,
+                metrics_dir=self.metrics_dir,
             )
         except ListenError as exc:
             # Said once, by the supervisor, whatever the number of workers.
@@ -314,6 +335,7 @@ class _Supervisor:
         finally:
             os.close(self.report_r)
             os.close(self.report_w)
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
             if self.holder is not None:
                 self.holder.close()
         if self.failure is not None:

@@ -31,6 +31,7 @@ from gateway.connstate import (
 )
 from gateway.errorlog import unexpected
 from gateway.flow import AUTH
+from gateway.stats import MESSAGE
 from protocol import closecodes
 from protocol.errors import FrameError
 from protocol.frames import (
@@ -91,9 +92,12 @@ class Connection(Http1):
                 try:
                     payload = self.parser.feed_message(data)  # type: ignore[union-attr]
                 except FrameError as exc:
+                    self.ctx.stats.ws_rx += len(data)
                     self._fail(exc.close_code, exc.reason)
                     return
                 if payload is not None:
+                    # One add counts the message and its bytes (gateway.stats).
+                    self.ctx.stats.ws_rx += len(data) + MESSAGE
                     try:
                         self.message_cb(self, payload)
                     except Exception as exc:
@@ -103,6 +107,7 @@ class Connection(Http1):
             if state is OPEN or state is AWAITING_AUTH or state is CLOSING:
                 # Frames (inline rather than a method: the auth message and the close
                 # frame of every connection come this way).
+                self.ctx.stats.ws_rx += len(data)  # the messages: where they are handed on
                 try:
                     events = self.parser.feed(data, tried_message=state is OPEN)  # type: ignore[union-attr]
                 except FrameError as exc:
@@ -118,6 +123,7 @@ class Connection(Http1):
                     kind = type(event)
                     if (kind is TextMessage or kind is BinaryMessage) and state is OPEN:
                         # One message in one read, straight to its consumer.
+                        self.ctx.stats.ws_rx += MESSAGE
                         try:
                             self.message_cb(self, event.data)  # type: ignore[union-attr]
                         except Exception as exc:
@@ -195,6 +201,7 @@ class Connection(Http1):
                 return
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
+                self.ctx.stats.ws_rx += MESSAGE
                 if self.state is CLOSING:
                     continue  # RFC 6455 5.5.1: data after our close is discarded
                 try:

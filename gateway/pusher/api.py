@@ -48,7 +48,7 @@ import inspect
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote
 
@@ -115,21 +115,48 @@ def _run_now(work: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a synchronous engine suspended")
 
 
-class ApiStats:
-    """Counters of the HTTP API (``requests``, ``errors`` = non-2xx, per-status counts)."""
+UNKNOWN_APP = "unknown"  # the app_id label of requests naming no configured app
 
-    __slots__ = ("by_status", "errors", "requests")
+
+class ApiStats:
+    """Counters of the HTTP API: ``requests``, ``errors`` (non-2xx), and per app (the
+    ``app_id`` label, ``UNKNOWN_APP`` for ids no app has, so a stranger cannot make a
+    label per guess): requests per status, body bytes in and out, events published (one
+    per channel)."""
+
+    __slots__ = (
+        "by_app_status",
+        "errors",
+        "events",
+        "received_bytes",
+        "requests",
+        "sent_bytes",
+    )
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
-        self.by_status: Counter[int] = Counter()
+        self.by_app_status: Counter[tuple[str, int]] = Counter()
+        self.received_bytes: Counter[str] = Counter()
+        self.sent_bytes: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
 
-    def count(self, status: int) -> None:
+    def count(
+        self, status: int, app_id: str = UNKNOWN_APP, received: int = 0, sent: int = 0
+    ) -> None:
         self.requests += 1
-        self.by_status[status] += 1
+        self.by_app_status[app_id, status] += 1
+        self.received_bytes[app_id] += received
+        self.sent_bytes[app_id] += sent
         if not 200 <= status < 300:
             self.errors += 1
+
+    @property
+    def by_status(self) -> Counter[int]:
+        out: Counter[int] = Counter()
+        for (_app, status), count in self.by_app_status.items():
+            out[status] += count
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -228,22 +255,40 @@ class PusherApi:
         except Exception:
             log.exception("Pusher API %s %s failed", request.method, request.path)
             response = _error(500, "Internal error")
-        self.stats.count(response.status)
+        app = self._app_of(request, apps=apps)
+        label = app.id if app is not None else UNKNOWN_APP
+        self.stats.count(response.status, label, len(body), len(response.body))
         if reason:
-            self._refused(request, conn, response.status, reason, apps=apps)
+            self._refused(request, conn, response.status, reason, app, apps=apps)
         return response
 
+    def _app_of(self, request: Request, *, apps: bool) -> App | None:
+        """The configured app a request names (by id in the path, else by auth_key)."""
+        store = self.engine.store
+        if apps:
+            return store.by_id(unquote(request.path[len(APPS_PREFIX) :].split("/", 1)[0]))
+        key = auth_key_of(parse_query(request.query))
+        return store.by_key(key) if key else None
+
     def _refused(
-        self, request: Request, conn: Connection, status: int, reason: str, *, apps: bool
+        self,
+        request: Request,
+        conn: Connection,
+        status: int,
+        reason: str,
+        app: App | None,
+        *,
+        apps: bool,
     ) -> None:
         """One line per kind of refusal, app and client within the budget: a Laravel app
         with the wrong secret shows up at once, without a line per event it sends."""
-        if apps:
+        if app is not None:
+            app_id = app.id
+        elif apps:
+            # The id asked for (an unknown one is the point of a 404): clipped, not trusted.
             app_id = unquote(request.path[len(APPS_PREFIX) :].split("/", 1)[0])[:64] or "-"
         else:
-            key = auth_key_of(parse_query(request.query))
-            app = self.engine.store.by_key(key) if key else None
-            app_id = app.id if app is not None else "-"
+            app_id = "-"
         self.refusals.log(
             (status, reason, app_id, conn.ip),
             "Pusher API request refused",
@@ -351,6 +396,7 @@ class PusherApi:
         ]
         for result in pending:
             await _answer(result)
+        self.stats.events[app.id] += len(trigger.channels)
 
     async def _trigger(self, app: App, body: bytes) -> HttpResponse:
         trigger = httpapi.parse_trigger(body, app)
@@ -416,15 +462,43 @@ class PusherApi:
     # -- metrics -----------------------------------------------------------------------------
 
     def metrics(self) -> list[Metric]:
+        stats = self.stats
         requests = Metric(
-            "uvgate_pusher_api_requests_total", "counter", "Pusher HTTP API requests by status"
+            "uvgate_pusher_api_requests_total",
+            "counter",
+            "Pusher HTTP API requests by app and status (soketi_http_calls_received_total)",
         )
-        for status, count in sorted(self.stats.by_status.items()):
-            requests.samples.append(({"status": str(status)}, count))
+        for (app_id, status), count in sorted(stats.by_app_status.items()):
+            requests.samples.append(({"app_id": app_id, "status": str(status)}, count))
         errors = Metric.single(
             "uvgate_pusher_api_errors_total",
             "counter",
             "Pusher HTTP API requests answered with a non-2xx status",
-            self.stats.errors,
+            stats.errors,
         )
-        return [requests, errors]
+        return [
+            requests,
+            errors,
+            _per_app(
+                "uvgate_pusher_api_received_bytes_total",
+                "Bytes of Pusher HTTP API request bodies (soketi_http_received_bytes)",
+                stats.received_bytes,
+            ),
+            _per_app(
+                "uvgate_pusher_api_sent_bytes_total",
+                "Bytes of Pusher HTTP API response bodies (soketi_http_transmitted_bytes)",
+                stats.sent_bytes,
+            ),
+            _per_app(
+                "uvgate_pusher_api_events_total",
+                "Events published through the HTTP API, one per channel",
+                stats.events,
+            ),
+        ]
+
+
+def _per_app(name: str, help: str, counts: Mapping[str, int]) -> Metric:
+    metric = Metric(name, "counter", help)
+    for app_id, count in sorted(counts.items()):
+        metric.samples.append(({"app_id": app_id}, count))
+    return metric
