@@ -288,7 +288,7 @@ class Gateway:
             )
         )
         if self.pusher is not None:
-            out.extend(app_metrics(self.pusher))
+            out.extend(app_metrics(self.pusher, self.registry))
         for component in self.components:
             out.extend(component.metrics())
         return out
@@ -385,6 +385,13 @@ class Gateway:
                 if app is not None and app is not session.app:
                     session.app = app
         if pusher.dispatcher is None and any_webhooks(store):
+            if self.cluster is not None:
+                # A cluster sends each webhook once through its outbox, wired at start.
+                log.warning(
+                    "webhooks added by a reload start after a restart of each node "
+                    "(no app had webhooks when this node started)"
+                )
+                return
             dispatcher = WebhookDispatcher(store)
             pusher.dispatcher = dispatcher
             pusher.webhooks = dispatcher

@@ -1,37 +1,48 @@
 """The Pusher series per app (label ``app_id``, as soketi's), read at scrape time.
 
-Connections are counted by the hub when asked; messages and client events are the
+Connections are counted over this node's open connections when scraped (the hub keeps
+no per-app count, and the engine's is the cluster's); messages and client events are the
 handler's per-app counters; the HTTP API reports its own (``PusherApi.metrics``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from gateway.metrics import Metric
+from protocol.pusher.hub import Session
 
 __all__ = ["app_metrics"]
 
 
-def _per_app(name: str, kind: Any, help: str, values: Mapping[str, int]) -> Metric:
+def _per_app(
+    name: str, kind: Literal["counter", "gauge"], help: str, values: Mapping[str, int]
+) -> Metric:
     metric = Metric(name, kind, help)
     for app_id, value in sorted(values.items()):
         metric.samples.append(({"app_id": app_id}, value))
     return metric
 
 
-def app_metrics(service: Any) -> list[Metric]:
-    """``service``: the gateway's ``PusherService`` (its store, hub and handler)."""
+def app_metrics(service: Any, connections: Iterable[Any]) -> list[Metric]:
+    """``service``: the gateway's ``PusherService``; ``connections``: its open ones."""
     store = service.store
-    apps = list(store) if isinstance(store, Iterable) else []  # a dynamic store: not listed
-    connected = {app.id: service.hub.connection_count(app) for app in apps}
+    # Every configured app has a series, 0 when nobody is connected.
+    connected: Counter[str] = Counter(
+        {app.id: 0 for app in store} if isinstance(store, Iterable) else {}
+    )
+    for conn in connections:
+        session = conn.session
+        if isinstance(session, Session):
+            connected[session.app.id] += 1
     handler = service.handler
     return [
         _per_app(
             "uvgate_pusher_connections",
             "gauge",
-            "Pusher sockets connected, per app (soketi_connected)",
+            "Pusher sockets connected to this node, per app (soketi_connected)",
             connected,
         ),
         _per_app(
