@@ -103,6 +103,10 @@ async def serve_worker(
     try:
         await gateway.start()
     except OSError as exc:
+        # A bind error carries an errno; a start error of our own (the cluster: Redis
+        # unreachable, node id taken) is already a sentence for the user.
+        if exc.errno is None:
+            raise ListenError(_one_line(exc)) from None
         raise ListenError(describe_bind_error(config.host, config.port, exc)) from None
     if on_ready is not None:
         on_ready(gateway.port)

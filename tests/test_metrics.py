@@ -251,3 +251,51 @@ def test_with_two_workers_one_scrape_adds_up_to_the_instance():
                 await ws.close()
 
         run_checked(main())
+
+
+def _workers_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+def test_a_stuck_worker_is_reported_down_and_a_killed_one_restarted():
+    import os
+    import signal
+
+    with LiveServer("--workers", "2", "--no-pusher", "--secret", SECRET) as server:
+        first, second = _workers_of(server.proc.pid)
+        os.kill(second, signal.SIGSTOP)  # stuck: it cannot answer its siblings
+        try:
+
+            async def main() -> dict[str, float]:
+                # The kernel may hand a scrape to the stuck worker: try until the live
+                # one answers (it waits up to 2 s for its sibling, then says it is down).
+                for _ in range(20):
+                    try:
+                        async with asyncio.timeout(4):
+                            got = metric_samples(await scrape(server.port))
+                    except TimeoutError:
+                        continue
+                    return {w: sample(got, "uvgate_worker_up", worker=w) for w in "01"}
+                raise AssertionError("no scrape answered")
+
+            up = run_checked(main())
+            assert sorted(up.values()) == [0, 1]
+            server.wait_log("worker did not answer the metrics scrape")
+        finally:
+            os.kill(second, signal.SIGCONT)
+        mark = server.mark()
+        os.kill(first, signal.SIGKILL)
+        server.wait_log(r"exited unexpectedly \(-9\); restarting", start=mark)
+        server.wait_log("listening", start=mark)
+
+        async def after() -> None:
+            for _ in range(10):
+                got = metric_samples(await scrape(server.port))
+                if all(sample(got, "uvgate_worker_up", worker=w) == 1 for w in "01"):
+                    return
+                await asyncio.sleep(0.2)
+            raise AssertionError("the restarted worker never answered a scrape")
+
+        run_checked(after())
+        assert len(_workers_of(server.proc.pid)) == 2

@@ -136,3 +136,30 @@ def test_the_workers_of_one_instance_still_share_the_port():
             raise AssertionError(f"connections reached workers {seen} only")
 
         run_checked(main())
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_cluster_that_cannot_start_is_one_line_too(workers: str):
+    # Nothing listens on this port: Redis is unreachable.
+    redis = f"redis://127.0.0.1:{free_port()}/0"
+    result = serve(free_port(), "--workers", workers, "--no-pusher", "--redis", redis)
+    assert result.returncode == 1
+    assert one_line(result) == f"uvgate: cannot serve: cannot reach Redis at {redis}"
+
+
+def test_the_guard_in_process():
+    import errno
+
+    from gateway.portguard import ListenError, claim, describe_bind_error
+
+    port = free_port()
+    with claim("127.0.0.1", [port, None, 0]) as guard:
+        assert len(guard.locks) == 1
+        with pytest.raises(ListenError, match=r"another uvgate \(pid \d+\) already serves it"):
+            claim("127.0.0.1", [port])
+    # Released: the address can be claimed again.
+    claim("127.0.0.1", [port]).release()
+    with pytest.raises(ListenError, match="cannot resolve 'no-such-host.invalid'"):
+        claim("no-such-host.invalid", [port])
+    error = OSError(errno.EADDRINUSE, "Address already in use")
+    assert describe_bind_error("::1", 7, error) == "cannot listen on ::1:7: Address already in use"

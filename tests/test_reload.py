@@ -393,3 +393,34 @@ def test_the_old_verifier_finishes_its_verifications_then_is_closed(arun):
             assert gw.gate.verifier is second
 
     arun(main())
+
+
+def test_webhooks_added_by_a_reload_are_sent(arun):
+    from tests.test_pusher_webhooks import receiver_for
+
+    hooked = App(id="7", key="key-7", secret="secret-7")
+
+    async def main():
+        async with (
+            running_gateway(apps=[{"id": "7", "key": "key-7", "secret": "secret-7"}]) as gw,
+            receiver_for(hooked) as receiver,
+        ):
+            assert gw.pusher.dispatcher is None  # no app had webhooks at start
+            table = {"id": "7", "key": "key-7", "secret": "secret-7"}
+            table["webhooks"] = [{"url": receiver.url, "event_types": ["channel_occupied"]}]
+            plan = await gw.reload(gw.config.replace(apps=[table]))
+            assert plan.changed == ("apps",)
+            assert gw.pusher.dispatcher is not None
+            ws, _ = await pusher_socket(gw.port, hooked.key)
+            await ws.send(json.dumps({"event": "pusher:subscribe", "data": {"channel": "news"}}))
+            await ws.recv()
+            await receiver.until(
+                lambda: any(e["name"] == "channel_occupied" for e in receiver.events)
+            )
+            await ws.close()
+            # A duplicate app id is refused and changes nothing.
+            with pytest.raises(ConfigError, match="duplicate app id"):
+                await gw.reload(gw.config.replace(apps=[table, {**table, "key": "other"}]))
+            assert gw.pusher.store.by_key("key-7") is not None
+
+    arun(main())
