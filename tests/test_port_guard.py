@@ -159,7 +159,7 @@ def test_the_guard_in_process():
             claim("127.0.0.1", [port])
     # Released: the address can be claimed again.
     claim("127.0.0.1", [port]).release()
-    with pytest.raises(ListenError, match="cannot resolve 'no-such-host.invalid'"):
+    with pytest.raises(ListenError, match=r"cannot resolve 'no-such-host\.invalid'"):
         claim("no-such-host.invalid", [port])
     error = OSError(errno.EADDRINUSE, "Address already in use")
     assert describe_bind_error("::1", 7, error) == "cannot listen on ::1:7: Address already in use"
