@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from gateway.connstate import OPEN, State
-from gateway.stats import MESSAGE
 from protocol.codecs import Codec, frame_message
 
 
@@ -51,7 +50,9 @@ def write_all(peers: Iterable[Peer], frame: bytes, exclude: Peer | None = None) 
             sent += 1
     if last is not None:
         # Counted once per fan-out (all peers share one gateway's stats).
-        last.ctx.stats.ws_tx += inline * (len(frame) + MESSAGE)
+        stats = last.ctx.stats
+        stats.ws_messages_sent += inline
+        stats.ws_sent_bytes += inline * len(frame)
     return sent + inline
 
 
@@ -61,7 +62,7 @@ def write_encoded(peers: Iterable[Peer], message: Any, exclude: Peer | None = No
     last_codec: Codec | None = None
     frame = b""
     sent = 0
-    counted = 0  # what the inline writes add to the traffic counter
+    inline = counted = 0  # messages and bytes the inline writes add to the counters
     last: Peer | None = None
     for peer in tuple(peers):
         if peer is exclude:
@@ -75,11 +76,13 @@ def write_encoded(peers: Iterable[Peer], message: Any, exclude: Peer | None = No
             frame = cached
         if peer.state is OPEN and not peer.paused and peer.cork is None:
             peer.transport.write(frame)
-            sent += 1
-            counted += len(frame) + MESSAGE
+            inline += 1
+            counted += len(frame)
             last = peer
         elif peer.write_frame(frame):
             sent += 1
     if last is not None:
-        last.ctx.stats.ws_tx += counted
-    return sent
+        stats = last.ctx.stats
+        stats.ws_messages_sent += inline
+        stats.ws_sent_bytes += counted
+    return sent + inline

@@ -31,7 +31,6 @@ from gateway.connstate import (
 )
 from gateway.errorlog import unexpected
 from gateway.flow import AUTH
-from gateway.stats import MESSAGE
 from protocol import closecodes
 from protocol.errors import FrameError
 from protocol.frames import (
@@ -92,12 +91,13 @@ class Connection(Http1):
                 try:
                     payload = self.parser.feed_message(data)  # type: ignore[union-attr]
                 except FrameError as exc:
-                    self.ctx.stats.ws_rx += len(data)
+                    self.ctx.stats.ws_received_bytes += len(data)
                     self._fail(exc.close_code, exc.reason)
                     return
                 if payload is not None:
-                    # One add counts the message and its bytes (gateway.stats).
-                    self.ctx.stats.ws_rx += len(data) + MESSAGE
+                    stats = self.ctx.stats
+                    stats.ws_received_bytes += len(data)
+                    stats.ws_messages_received += 1
                     try:
                         self.message_cb(self, payload)
                     except Exception as exc:
@@ -107,7 +107,8 @@ class Connection(Http1):
             if state is OPEN or state is AWAITING_AUTH or state is CLOSING:
                 # Frames (inline rather than a method: the auth message and the close
                 # frame of every connection come this way).
-                self.ctx.stats.ws_rx += len(data)  # the messages: where they are handed on
+                # The messages are counted where they are handed on.
+                self.ctx.stats.ws_received_bytes += len(data)
                 try:
                     events = self.parser.feed(data, tried_message=state is OPEN)  # type: ignore[union-attr]
                 except FrameError as exc:
@@ -123,7 +124,7 @@ class Connection(Http1):
                     kind = type(event)
                     if (kind is TextMessage or kind is BinaryMessage) and state is OPEN:
                         # One message in one read, straight to its consumer.
-                        self.ctx.stats.ws_rx += MESSAGE
+                        self.ctx.stats.ws_messages_received += 1
                         try:
                             self.message_cb(self, event.data)  # type: ignore[union-attr]
                         except Exception as exc:
@@ -201,7 +202,7 @@ class Connection(Http1):
                 return
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
-                self.ctx.stats.ws_rx += MESSAGE
+                self.ctx.stats.ws_messages_received += 1
                 if self.state is CLOSING:
                     continue  # RFC 6455 5.5.1: data after our close is discarded
                 try:

@@ -7,7 +7,6 @@ from typing import Any
 from gateway.connection.base import ConnectionBase
 from gateway.connstate import AWAITING_AUTH, CLOSED, OPEN, WEBSOCKET_STATES
 from gateway.flow import BACKLOG
-from gateway.stats import MESSAGE
 from protocol import closecodes
 from protocol.codecs import frame_message
 from protocol.frames import (
@@ -24,7 +23,7 @@ class Writer(ConnectionBase):
     __slots__ = ()
 
     def _write(self, data: bytes) -> None:
-        self.ctx.stats.ws_tx += len(data)  # control frames, and write_control's messages
+        self.ctx.stats.ws_sent_bytes += len(data)  # control frames, write_control's messages
         cork = self.cork
         if cork is None:
             self.transport.write(data)
@@ -58,8 +57,9 @@ class Writer(ConnectionBase):
             # aborted by the closing sweep, so the buffer stops growing here.
             self.close(closecodes.SLOW_CONSUMER, "slow consumer")
             return False
-        # One add counts the message and its bytes (gateway.stats).
-        self.ctx.stats.ws_tx += len(frame) + MESSAGE
+        stats = self.ctx.stats
+        stats.ws_sent_bytes += len(frame)
+        stats.ws_messages_sent += 1
         cork = self.cork  # _write, inlined: this runs once per message sent
         if cork is None:
             self.transport.write(frame)
@@ -109,7 +109,7 @@ class Writer(ConnectionBase):
     def write_control(self, frame: bytes) -> None:
         """Write a frame in any WebSocket state before CLOSING (errors, auth replies)."""
         if self.state in WEBSOCKET_STATES:
-            self.ctx.stats.ws_tx += MESSAGE  # its bytes: in _write
+            self.ctx.stats.ws_messages_sent += 1  # its bytes: in _write
             self._write(frame)
 
     def ping(self, payload: bytes = b"") -> None:
