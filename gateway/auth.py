@@ -73,13 +73,25 @@ class AuthGate:
     def __init__(
         self, verifier: Verifier, limiter: FailureLimiter, stats: Stats, tasks: TaskGroup
     ) -> None:
-        self.verifier = verifier
         self.limiter = limiter
         self.stats = stats
         self.tasks = tasks
+        # Async verifications under way, per verifier (by id): a verifier replaced by a
+        # reload is closed only once its own are answered (``in_flight``).
+        self._in_flight: dict[int, int] = {}
+        self.use(verifier)
+
+    def use(self, verifier: Verifier) -> None:
+        """Judge the next messages with ``verifier`` (a reload); those already being
+        judged finish with the one they started with."""
+        self.verifier = verifier
         self.verifier_name: str = getattr(verifier, "name", type(verifier).__name__)
         # False only for the anonymous ``none`` verifier: no auth message is expected.
         self.requires_message: bool = getattr(verifier, "requires_message", True)
+
+    def in_flight(self, verifier: Verifier) -> int:
+        """Async verifications of ``verifier`` not yet answered."""
+        return self._in_flight.get(id(verifier), 0)
 
     def retry_after(self, ip: str) -> int:
         """0 if ``ip`` may try to authenticate, else seconds until it may."""
@@ -106,7 +118,9 @@ class AuthGate:
             accept(conn, result)  # the fast path: a sync verifier said yes
         elif inspect.isawaitable(result):
             conn.hold_for_auth()
-            self.tasks.spawn(self._verify_async(conn, result, accept, refuse))
+            key = id(self.verifier)
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            self.tasks.spawn(self._verify_async(conn, result, accept, refuse, key))
         else:
             self._answer(conn, result, accept, refuse)
 
@@ -116,9 +130,15 @@ class AuthGate:
         pending: Awaitable[Identity],
         accept: OnIdentity,
         refuse: OnRefusal,
+        key: int,
     ) -> None:
         try:
-            identity = await pending
+            try:
+                identity = await pending
+            finally:
+                left = self._in_flight.pop(key, 1) - 1
+                if left:
+                    self._in_flight[key] = left
         except Exception as exc:
             if _waiting(conn):
                 refuse(conn, self._refusal_for(exc))

@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from gateway.config import (
@@ -30,7 +30,7 @@ from gateway.config import (
 )
 from gateway.tokens import issue_token
 
-__all__ = ["build_parser", "check_host", "main"]
+__all__ = ["build_parser", "check_host", "main", "reloader"]
 
 MAX_TOKEN_TTL = 10 * 366 * 86400  # ten years: beyond that a typo, not a token lifetime
 
@@ -139,6 +139,66 @@ def _use_import_path(path: str) -> None:
         sys.path.insert(0, full)
 
 
+def _read(file: str | None, overrides: dict[str, Any]) -> Config:
+    """The configuration from ``file``, the environment and the flags, with its files
+    checked (TLS); ``ConfigError``/``OSError`` otherwise."""
+    config = build_config(file, overrides)
+    if config.import_path is not None:
+        _use_import_path(config.import_path)
+    if config.certfile is not None:
+        from gateway.tls import load_tls
+
+        load_tls(config.certfile, config.keyfile)
+    return config
+
+
+def _needs_demo_secret(config: Config) -> bool:
+    return (
+        config.verifier == "hmac" and not config.secret and "secret" not in config.verifier_options
+    )
+
+
+def _check_parts(config: Config, *, app: bool) -> None:
+    """Build the verifier (and the app, at start-up) and the Pusher apps once, so a bad
+    option is one clear ``ConfigError`` here instead of a traceback in every worker."""
+    try:
+        from gateway.pusher import build_store
+        from gateway.server import Gateway, verifier_for
+
+        if app:
+            # A gateway that is not started loads the verifier and the app.
+            Gateway(config.replace(pusher=False))
+        else:
+            verifier_for(config)  # a reload never rebuilds the app
+        if config.pusher:
+            build_store(config)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, OSError) as exc:
+        raise ConfigError(_one_line(exc)) from None
+    except Exception as exc:  # a custom verifier's or app's own failure
+        raise ConfigError(f"{type(exc).__name__}: {exc}") from None
+
+
+def reloader(file: str | None, overrides: dict[str, Any]) -> Callable[[Config], Config]:
+    """What SIGHUP runs: read the same sources again and check them like at start-up.
+
+    The throw-away demo secret of a run without one is kept, or a reload would log
+    every user out."""
+
+    def reload(running: Config) -> Config:
+        try:
+            config = _read(file, overrides)
+        except OSError as exc:
+            raise ConfigError(_one_line(exc)) from None
+        if _needs_demo_secret(config) and running.secret:
+            config = config.replace(secret=running.secret)
+        _check_parts(config, app=False)
+        return config
+
+    return reload
+
+
 def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {
         f.name: getattr(args, f.name)
@@ -146,13 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
         if f.metadata.get("cli", True) and getattr(args, f.name, None) is not None
     }
     try:
-        config = build_config(args.config, overrides)
-        if config.import_path is not None:
-            _use_import_path(config.import_path)
-        if config.certfile is not None:
-            from gateway.tls import load_tls
-
-            load_tls(config.certfile, config.keyfile)
+        config = _read(args.config, overrides)
         check_host(config.host)
     except (ValueError, OSError) as exc:
         return _config_error(exc)
@@ -162,23 +216,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     setup_logging(config.log_level, config.log_format)
     demo_secret = False
-    if config.verifier == "hmac" and not config.secret and "secret" not in config.verifier_options:
+    if _needs_demo_secret(config):
         config = config.replace(secret=secrets.token_urlsafe(32))
         demo_secret = True
     try:
-        # Building a gateway (not started) loads the verifier and the app, and the
-        # app store checks the Pusher apps, so a bad option is one clear line here
-        # instead of a traceback in every worker.
-        from gateway.pusher import build_store
-        from gateway.server import Gateway
-
-        Gateway(config.replace(pusher=False))
-        if config.pusher:
-            build_store(config)
-    except (ValueError, TypeError, OSError) as exc:
+        _check_parts(config, app=True)
+    except ConfigError as exc:
         return _config_error(exc)
-    except Exception as exc:  # a custom verifier's or app's own failure
-        return _config_error(f"{type(exc).__name__}: {exc}")
 
     def on_ready(port: int) -> None:
         scheme = "wss" if config.certfile else "ws"
@@ -213,9 +257,9 @@ def _serve(args: argparse.Namespace) -> int:
                 )
 
     try:
-        return run(config, on_ready)
+        return run(config, on_ready, reload=reloader(args.config, overrides))
     except OSError as exc:
-        print(f"uvgate: cannot serve: {exc}", file=sys.stderr)
+        print(f"uvgate: cannot serve: {_one_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from protocol.forwarded import parse_network
+
 __all__ = [
     "ENV_PREFIX",
     "LOG_LEVELS",
@@ -105,6 +107,17 @@ class Config:
         "Node number 0-9999 embedded in connection ids (default: from the hostname).",
         ge=0,
         le=9999,
+    )
+    # --- behind a reverse proxy or a load balancer -------------------------------
+    trusted_proxies: list[str] = opt(
+        [],
+        "Reverse proxies (CIDR or address, comma separated) whose X-Forwarded-For names "
+        "the client: its address is then used for logs, limits and verifiers.",
+    )
+    proxy_protocol: bool = opt(
+        False,
+        "Expect a PROXY protocol v1/v2 header (HAProxy, AWS NLB) on every connection; "
+        "only from trusted_proxies.",
     )
     # --- cluster (Redis) -------------------------------------------------------
     redis_url: str | None = opt(
@@ -223,6 +236,16 @@ class Config:
         """Raise ``ConfigError`` with a message a person can act on."""
         for name in _FIELDS:
             check_value(name, getattr(self, name))
+        for network in self.trusted_proxies:
+            try:
+                parse_network(network)
+            except ValueError as exc:
+                raise ConfigError(f"option 'trusted_proxies': {exc}") from None
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ConfigError(
+                "option 'proxy_protocol' needs 'trusted_proxies' (the addresses of the load "
+                "balancers that send the header): without them every connection is refused"
+            )
         if (self.certfile is None) != (self.keyfile is None):
             raise ConfigError("options 'certfile' and 'keyfile' go together: set both or neither")
         if self.redis_url is not None and not re.match(r"(rediss?|unix)://", self.redis_url):

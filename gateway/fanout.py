@@ -22,6 +22,7 @@ from protocol.codecs import Codec, frame_message
 class Peer(Protocol):
     """What the fan-out needs of a connection."""
 
+    ctx: Any  # its stats count what the inline path writes
     id: str
     state: State
     paused: int
@@ -34,18 +35,25 @@ class Peer(Protocol):
 
 def write_all(peers: Iterable[Peer], frame: bytes, exclude: Peer | None = None) -> int:
     """Write ``frame`` to every peer but ``exclude``; return how many took it."""
-    sent = 0
+    sent = inline = 0
+    last: Peer | None = None
     for peer in tuple(peers):
         if peer is exclude:
             continue
         # The common case inline (open, reading, not inside its own read); anything else
-        # takes write_frame's full path (slow consumer check, cork, closed).
+        # takes write_frame's full path (slow consumer check, cork, closed), which counts.
         if peer.state is OPEN and not peer.paused and peer.cork is None:
             peer.transport.write(frame)
-            sent += 1
+            inline += 1
+            last = peer
         elif peer.write_frame(frame):
             sent += 1
-    return sent
+    if last is not None:
+        # Counted once per fan-out (all peers share one gateway's stats).
+        stats = last.ctx.stats
+        stats.ws_messages_sent += inline
+        stats.ws_sent_bytes += inline * len(frame)
+    return sent + inline
 
 
 def write_encoded(peers: Iterable[Peer], message: Any, exclude: Peer | None = None) -> int:
@@ -54,6 +62,8 @@ def write_encoded(peers: Iterable[Peer], message: Any, exclude: Peer | None = No
     last_codec: Codec | None = None
     frame = b""
     sent = 0
+    inline = counted = 0  # messages and bytes the inline writes add to the counters
+    last: Peer | None = None
     for peer in tuple(peers):
         if peer is exclude:
             continue
@@ -66,7 +76,13 @@ def write_encoded(peers: Iterable[Peer], message: Any, exclude: Peer | None = No
             frame = cached
         if peer.state is OPEN and not peer.paused and peer.cork is None:
             peer.transport.write(frame)
-            sent += 1
+            inline += 1
+            counted += len(frame)
+            last = peer
         elif peer.write_frame(frame):
             sent += 1
-    return sent
+    if last is not None:
+        stats = last.ctx.stats
+        stats.ws_messages_sent += inline
+        stats.ws_sent_bytes += counted
+    return sent + inline

@@ -30,6 +30,7 @@ class Listener:
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
         sock: Any = None,
+        connection_class: type[Connection] = Connection,
     ) -> None:
         self.ctx = ctx
         self.router = router
@@ -39,10 +40,12 @@ class Listener:
         self.ssl_context = ssl_context
         self.reuse_port = reuse_port
         self.sock = sock
+        # A plain Connection, or one that learns the client from a proxy (proxied.py).
+        self.connection_class = connection_class
         self.server: asyncio.AbstractServer | None = None
 
     def _connection(self) -> asyncio.Protocol:
-        return Connection(self.ctx, self.router)
+        return self.connection_class(self.ctx, self.router)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

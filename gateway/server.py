@@ -23,21 +23,38 @@ import logging
 import signal
 import ssl
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
 
 from gateway.applications import Application, CallbackApplication, load_application
 from gateway.auth import AuthGate
-from gateway.config import Config
+from gateway.config import Config, ConfigError
 from gateway.connection import Connection
+from gateway.connection.proxied import connection_class
 from gateway.context import ConnectionContext, Limits, ServerState
 from gateway.http import HttpResponse
 from gateway.listener import Listener
 from gateway.liveness import Heartbeat, LivenessSweep
-from gateway.metrics import Metric, render
+from gateway.logbudget import LogBudget
+from gateway.metrics import (
+    CONTENT_TYPE,
+    Metric,
+    PartsCollector,
+    WorkerLabel,
+    merge,
+    process_collectors,
+    render,
+    snapshot,
+)
 from gateway.native import NativeHandler
+from gateway.pusher.appmetrics import app_metrics
+from gateway.pusher.webhooks import WebhookDispatcher, any_webhooks
 from gateway.ratelimit import FailureLimiter
 from gateway.registry import Registry
+from gateway.reload import ReloadPlan, plan_reload
 from gateway.router import HttpOnly, Router
 from gateway.stats import Stats
 from gateway.tasks import TaskGroup
@@ -45,9 +62,13 @@ from gateway.timers import Timers
 from gateway.tls import load_tls
 from gateway.verifiers import load_verifier
 from gateway.verifiers.base import Verifier
+from gateway.workermetrics import SiblingMetrics
 from protocol import closecodes
+from protocol.forwarded import TrustedProxies
 from protocol.handshake import Request
 from protocol.ids import IdFactory
+from protocol.pusher.apps import App, StaticAppStore
+from protocol.pusher.hub import Session
 
 if TYPE_CHECKING:
     from gateway.cluster.node import ClusterNode
@@ -55,6 +76,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("uvgate.server")
 
 CACHE_SWEEP = 5.0  # seconds between two passes dropping expired Pusher cache entries
+LOG_FLUSH = 10.0  # seconds between two reports of log lines suppressed over their budget
 
 
 class Component(Protocol):
@@ -72,6 +94,27 @@ def default_node_id() -> int:
     import socket
 
     return zlib.crc32(socket.gethostname().encode()) % 10000
+
+
+def verifier_for(config: Config) -> Verifier:
+    """The verifier ``config`` names, with its options (``secret`` for hmac)."""
+    options = dict(config.verifier_options)
+    if config.verifier == "hmac" and "secret" not in options and config.secret:
+        options["secret"] = config.secret
+    return load_verifier(config.verifier, options)
+
+
+def _websockets(conns: Iterable[Connection]) -> bool:
+    return any(conn.in_websocket for conn in conns)
+
+
+async def _aclose(verifier: Verifier) -> None:
+    aclose = getattr(verifier, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            log.exception("closing verifier %r failed", verifier)
 
 
 class Gateway:
@@ -111,13 +154,20 @@ class Gateway:
         )
         self.router = Router()
         self.components: list[Component] = []
+        # /metrics: the parts' figures and this process's, each sample labelled with the
+        # worker; a registry of its own (prometheus-client's global one is not used).
+        self.collector = CollectorRegistry(auto_describe=False)
+        self.collector.register(
+            WorkerLabel([PartsCollector(self.metrics), *process_collectors()], worker)
+        )
+        self.siblings: SiblingMetrics | None = None
         # --- authentication and the native route
+        # A verifier given by the embedder is theirs: a reload never replaces it.
+        self._own_verifier = verifier is None
         if verifier is None:
-            options = dict(config.verifier_options)
-            if config.verifier == "hmac" and "secret" not in options and config.secret:
-                options["secret"] = config.secret
-            verifier = load_verifier(config.verifier, options)
+            verifier = verifier_for(config)
         self.verifier = verifier
+        self._retired: list[Verifier] = []  # replaced by a reload, closing when idle
         self.gate = AuthGate(verifier, self.limiter, self.stats, self.tasks)
         self.heartbeat = Heartbeat(config.ping_interval, config.idle_timeout)
         if app is None:
@@ -165,8 +215,19 @@ class Gateway:
             self.router.route_http("/apps/", pusher.api.handle_apps, prefix=True)
             self.router.route_http("/users/", pusher.api.handle_users, prefix=True)
             self.timers.every(CACHE_SWEEP, pusher.expire)
+            self.timers.every(LOG_FLUSH, lambda _now: pusher.api.refusals.flush())
             self.components.append(pusher)
+        # --- behind proxies: how each connection learns the client's address
+        self.proxy_refusals = LogBudget(logging.getLogger("uvgate.proxy"))
+        self.connection_class = connection_class(
+            TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None,
+            proxy_protocol=config.proxy_protocol,
+            refusals=self.proxy_refusals,
+        )
+        if config.proxy_protocol:
+            self.timers.every(LOG_FLUSH, lambda _now: self.proxy_refusals.flush())
         self.listener: Listener | None = None
+        self._tls: ssl.SSLContext | None = None
         self._stopped: asyncio.Event | None = None
         self._shutting_down = False
 
@@ -175,18 +236,41 @@ class Gateway:
         return HttpResponse.json(200, {"status": "up"})
 
     def _ready(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
+        if self._shutting_down:
+            return HttpResponse.json(503, {"status": "shutting down"})
         if self.cluster is not None and not self.cluster.ready:
             return HttpResponse.json(503, {"status": "not ready", "reason": "cluster"})
         if self.state.accepting and self.ctx.open_and_pending() <= self.limits.max_connections:
             return HttpResponse.json(200, {"status": "ready", "connections": len(self.registry)})
         return HttpResponse.json(503, {"status": "not ready"})
 
-    def _metrics(self, request: Request, body: bytes, conn: Connection) -> HttpResponse:
-        return HttpResponse(200, self.metrics_text().encode(), "text/plain; version=0.0.4")
+    def _metrics(
+        self, request: Request, body: bytes, conn: Connection
+    ) -> HttpResponse | Awaitable[HttpResponse]:
+        if self.siblings is not None:
+            return self._instance_metrics()  # the other workers answer asynchronously
+        return HttpResponse(200, generate_latest(self.collector), CONTENT_TYPE)
+
+    async def _instance_metrics(self) -> HttpResponse:
+        assert self.siblings is not None
+        groups, up = await self.siblings.gather()
+        mine = list(self.collector.collect())
+        return HttpResponse(200, render([*merge([mine, *groups]), up]), CONTENT_TYPE)
 
     def metrics(self) -> list[Metric]:
-        """Every metric family of this worker, read now."""
+        """Every metric family of this worker's parts, read now (``process_*`` and
+        ``python_*`` are added by ``collector``)."""
         out = self.stats.metrics()
+        websockets = len(self.registry) + sum(1 for c in self.timers.pending if c.in_websocket)
+        out.append(
+            Metric.single(
+                "uvgate_ws_open",
+                "gauge",
+                "WebSocket connections open now, authenticated or not: ws_opened_total "
+                "minus ws_closed_total (soketi_connected)",
+                websockets,
+            )
+        )
         out.append(
             Metric.single(
                 "uvgate_connections",
@@ -203,14 +287,121 @@ class Gateway:
                 len(self.timers.pending),
             )
         )
+        if self.pusher is not None:
+            out.extend(app_metrics(self.pusher, self.registry))
         for component in self.components:
             out.extend(component.metrics())
         return out
 
     def metrics_text(self) -> str:
-        return render(self.metrics(), {"worker": str(self.worker)})
+        """This worker's ``/metrics`` page (``process_*`` included)."""
+        return generate_latest(self.collector).decode()
+
+    def share_metrics(self, directory: str, workers: int) -> None:
+        """With workers: answer siblings' scrapes from ``directory`` and gather theirs, so
+        one scrape shows the instance (``gateway.workermetrics``). Before ``start()``."""
+        self.siblings = SiblingMetrics(
+            directory, self.worker, workers, lambda: snapshot(self.collector)
+        )
+        self.components.append(self.siblings)
+
+    # ------------------------------------------------------------------ reload
+    async def reload(self, config: Config) -> ReloadPlan:
+        """Apply ``config`` where it can change under live connections (``gateway.reload``).
+
+        Everything is built and checked before anything changes: on ``ConfigError`` the
+        gateway runs on exactly as before. Returns what changed and what needs a restart.
+        """
+        plan = plan_reload(self.config, config)
+        new = plan.config
+        new.validate()
+        tls = self._tls
+        if plan.tls and tls is not None:
+            assert new.certfile is not None
+            load_tls(new.certfile, new.keyfile)  # every mistake named, nothing changed yet
+        verifier = None
+        if plan.verifier and self._own_verifier:
+            try:
+                verifier = verifier_for(new)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            except Exception as exc:  # a custom verifier's own failure
+                raise ConfigError(
+                    f"verifier {new.verifier!r}: {type(exc).__name__}: {exc}"
+                ) from None
+        apps = None
+        if plan.apps and self.pusher is not None:
+            from gateway.pusher import build_store
+
+            try:
+                apps = list(build_store(new))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        # --- apply
+        if plan.tls and tls is not None:
+            assert new.certfile is not None
+            try:
+                # The listeners keep this context: new handshakes use the new pair, the
+                # connections already made keep theirs.
+                tls.load_cert_chain(new.certfile, new.keyfile)
+            except (ssl.SSLError, OSError) as exc:  # the files changed since the check
+                raise ConfigError(f"options 'certfile'/'keyfile': {exc}") from None
+        if verifier is not None:
+            old = self.verifier
+            self.verifier = verifier
+            self.gate.use(verifier)
+            self._retired.append(old)
+            self.tasks.spawn(self._retire(old))
+        if apps is not None:
+            self._replace_apps(apps)
+        self.config = new
+        return plan
+
+    async def _retire(self, verifier: Verifier) -> None:
+        """Close a replaced verifier once the verifications it started are answered."""
+        loop = asyncio.get_running_loop()
+        # An answer cannot matter after the connection's auth deadline; a backend that
+        # never answers must not keep the old verifier (and its sessions) for ever.
+        deadline = loop.time() + self.config.auth_timeout + 5.0
+        while self.gate.in_flight(verifier) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if verifier in self._retired:
+            self._retired.remove(verifier)
+            await _aclose(verifier)
+
+    def _replace_apps(self, apps: list[App]) -> None:
+        pusher = self.pusher
+        assert pusher is not None
+        store = pusher.store
+        if not isinstance(store, StaticAppStore):
+            raise ConfigError("the Pusher app store of this gateway cannot be reloaded")
+        store.replace(apps)
+        # Sockets of an app still configured take its new settings (a rotated secret
+        # must sign their next subscriptions); those of a removed app keep the old one.
+        for conn in self.registry:
+            session = conn.session
+            if isinstance(session, Session):
+                app = store.by_id(session.app.id)
+                if app is not None and app is not session.app:
+                    session.app = app
+        if pusher.dispatcher is None and any_webhooks(store):
+            if self.cluster is not None:
+                # A cluster sends each webhook once through its outbox, wired at start.
+                log.warning(
+                    "webhooks added by a reload start after a restart of each node "
+                    "(no app had webhooks when this node started)"
+                )
+                return
+            dispatcher = WebhookDispatcher(store)
+            pusher.dispatcher = dispatcher
+            pusher.webhooks = dispatcher
+            self.tasks.spawn(dispatcher.start())
 
     # --------------------------------------------------------------- lifecycle
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
+
     @property
     def sockets(self) -> list[Any]:
         return self.listener.sockets if self.listener is not None else []
@@ -264,7 +455,7 @@ class Gateway:
         cfg = self.config
         if self.cluster is not None:
             await self._join_cluster(self.cluster)
-        tls = self.ssl_context()
+        self._tls = tls = self.ssl_context()
         period = self._liveness_period()
         if period is not None:
             self.timers.every(period, LivenessSweep(self.registry))
@@ -278,6 +469,7 @@ class Gateway:
             ssl_context=tls,
             reuse_port=cfg.workers > 1,
             sock=sock,
+            connection_class=self.connection_class,
         )
         if self.pusher is not None and cfg.api_port is not None:
             if cfg.api_port != cfg.port or cfg.port == 0:
@@ -289,6 +481,7 @@ class Gateway:
                     backlog=cfg.backlog,
                     ssl_context=tls,
                     reuse_port=cfg.workers > 1,
+                    connection_class=self.connection_class,
                 )
         await self.listener.start()
         self.state.accepting = True
@@ -326,7 +519,15 @@ class Gateway:
             self.tasks.spawn(self.shutdown())
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Stop accepting, close everyone with a going-away code, wait, then abort stragglers."""
+        """Close every WebSocket with a going-away code, wait for them up to ``grace``
+        seconds, then abort the stragglers.
+
+        The listener stays open while they drain: plain HTTP is answered (``/ready`` says
+        503 so a load balancer moves on, ``/up`` 200, the Pusher HTTP API keeps
+        publishing: with a cluster its events reach the other nodes' sockets, and a
+        Pusher publish is "accepted", not "delivered to N"), and upgrades get 503 with
+        Retry-After. The listener closes once the sockets are gone or the grace is over.
+        """
         if self._shutting_down:
             if self._stopped is not None:
                 await self._stopped.wait()
@@ -337,18 +538,25 @@ class Gateway:
         log.info(
             "shutting down", extra={"fields": {"connections": len(self.registry), "grace": grace}}
         )
-        if self.listener is not None:
-            self.listener.close()
         timers = self.timers
         timers.stop_when_idle()
         for conn in [*self.registry, *timers.pending]:
-            handler = conn.handler
-            code = handler.shutdown_code if handler is not None else closecodes.GOING_AWAY
-            conn.close(code, "server shutting down")
+            if conn.in_websocket or conn.request is None:
+                # WebSockets get a going-away code; an HTTP request in progress is
+                # answered first (Connection: close), an idle keep-alive just closes.
+                handler = conn.handler
+                code = handler.shutdown_code if handler is not None else closecodes.GOING_AWAY
+                conn.close(code, "server shutting down")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while (self.registry or timers.pending or timers.closing) and loop.time() < deadline:
+        # HTTP connections made meanwhile (health checks, API calls) are short and do
+        # not hold the shutdown up: only WebSockets are waited for.
+        while (self.registry or timers.closing or _websockets(timers.pending)) and (
+            loop.time() < deadline
+        ):
             await asyncio.sleep(0.02)
+        if self.listener is not None:
+            self.listener.close()
         for conn in [*self.registry, *timers.pending, *timers.closing]:
             conn.abort(closecodes.GOING_AWAY)
         timers.stop()
@@ -361,9 +569,9 @@ class Gateway:
             except Exception:
                 log.exception("stopping %r failed", component)
         await self.tasks.cancel_all()
-        aclose = getattr(self.verifier, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        for verifier in [*self._retired, self.verifier]:
+            await _aclose(verifier)
+        self._retired.clear()
         if self.listener is not None:
             await self.listener.wait_closed()
         if self._stopped is not None:

@@ -4,6 +4,7 @@ With ``Type=notify``, systemd passes ``$NOTIFY_SOCKET``, a unix datagram socket 
 or ``@name`` in the abstract namespace), and waits for ``READY=1`` before it considers
 the service started: units ordered after uvgate, and ``systemctl start``, then wait
 for a port that accepts connections rather than for a process that exists.
+``RELOADING=1`` (then ``READY=1`` again) brackets a reload (SIGHUP, ``ExecReload``), and
 ``STOPPING=1`` tells it the shutdown has begun. Outside systemd the variable is unset
 and every call here does nothing.
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
-__all__ = ["notify", "ready", "stopping"]
+__all__ = ["notify", "ready", "reloading", "stopping"]
 
 log = logging.getLogger("uvgate.systemd")
 
@@ -54,3 +56,10 @@ def ready() -> bool:
 def stopping() -> bool:
     """Shutdown has begun (connections are being closed)."""
     return notify("STOPPING=1\nSTATUS=shutting down")
+
+
+def reloading() -> bool:
+    """A reload has begun; ``ready()`` says it is over (applied or refused)."""
+    # MONOTONIC_USEC: systemd 253+ wants it with RELOADING=1 (Type=notify-reload).
+    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={now}\nSTATUS=reloading the configuration")

@@ -114,3 +114,26 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
         )
     )
     return certfile, keyfile
+
+
+def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The samples of a ``/metrics`` page: (sample name, labels) -> value.
+
+    Parsed with prometheus-client's own parser, so a page it cannot read fails here."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name, frozenset(sample.labels.items())] = sample.value
+    return out
+
+
+def sample(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    """One sample's value (KeyError naming it if absent)."""
+    key = (name, frozenset(labels.items()))
+    if key not in samples:
+        raise KeyError(f"no sample {name}{labels}")
+    return samples[key]

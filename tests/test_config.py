@@ -24,6 +24,8 @@ SAMPLES: dict[str, Any] = {
     "certfile": "/etc/uvgate/other-cert.pem",
     "keyfile": "/etc/uvgate/other-key.pem",
     "node_id": 42,
+    "trusted_proxies": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"],
+    "proxy_protocol": True,
     "ws_path": "/socket",
     "app": "chat",
     "verifier": "jwt",
@@ -62,8 +64,14 @@ SAMPLES: dict[str, Any] = {
     "api_port": 7002,
     "api_timestamp_window": 30.0,
 }
-# certfile/keyfile go together, and workers > 1 needs pusher = false.
-BASE = {"certfile": "/etc/uvgate/cert.pem", "keyfile": "/etc/uvgate/key.pem", "pusher": False}
+# certfile/keyfile go together, workers > 1 needs pusher = false, proxy_protocol needs
+# trusted_proxies.
+BASE = {
+    "certfile": "/etc/uvgate/cert.pem",
+    "keyfile": "/etc/uvgate/key.pem",
+    "pusher": False,
+    "trusted_proxies": ["10.0.0.0/8"],
+}
 
 
 def toml_value(value: Any) -> str:

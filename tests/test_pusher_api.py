@@ -20,7 +20,7 @@ from gateway.pusher.api import PusherApi
 from gateway.server import Gateway
 from protocol.pusher.apps import App
 from protocol.pusher.signatures import sign_channel, sign_user
-from tests.gwtest import SECRET
+from tests.gwtest import SECRET, metric_samples, sample
 from tests.pusher_api_helpers import call, raw, read_response, request, signed_target
 
 APP = App(id="42", key="key-42", secret="secret-42", client_events=True)
@@ -307,9 +307,13 @@ def test_metrics_include_api_counters(arun):
             await call(run.port, APP, "POST", "/apps/42/events", EVENT)
             await call(run.port, APP, "POST", "/apps/42/events", EVENT, secret="x")
             text = (await request(run.port, "GET", "/metrics")).body.decode()
-            assert 'uvgate_pusher_api_requests_total{worker="0",status="200"} 1' in text
-            assert 'uvgate_pusher_api_requests_total{worker="0",status="401"} 1' in text
-            assert 'uvgate_pusher_api_errors_total{worker="0"} 1' in text
+            got = metric_samples(text)
+            app = {"worker": "0", "app_id": "42"}
+            assert sample(got, "uvgate_pusher_api_requests_total", **app, status="200") == 1
+            assert sample(got, "uvgate_pusher_api_requests_total", **app, status="401") == 1
+            assert sample(got, "uvgate_pusher_api_errors_total", worker="0") == 1
+            assert sample(got, "uvgate_pusher_api_events_total", **app) == 1
+            assert sample(got, "uvgate_pusher_api_received_bytes_total", **app) > 0
             assert "uvgate_tcp_accepted_total" in text  # the core's counters stay
             assert "webhook" not in text  # no app has webhooks
 

@@ -20,6 +20,7 @@ from gateway.pusher.webhooks import WebhookDispatcher, as_event
 from protocol.pusher.apps import App, StaticAppStore, Webhook
 from protocol.pusher.signatures import verify_webhook_signature
 from protocol.pusher.webhooks import channel_occupied
+from tests.gwtest import metric_samples, sample
 from tests.pusher_api_helpers import call, request
 from tests.test_pusher_api import Running, Socket, pusher_gateway
 
@@ -154,7 +155,8 @@ def test_occupied_then_vacated_after_the_delay(arun):
             assert dispatcher.stats()["delivered"] == 2
             assert len(receiver.peers) == 1  # the pooled connection was kept alive
             metrics = await request(run.port, "GET", "/metrics")
-            assert 'uvgate_pusher_webhook_delivered_total{worker="0"} 2' in metrics.body.decode()
+            got = metric_samples(metrics.body.decode())
+            assert sample(got, "uvgate_pusher_webhook_delivered_total", worker="0") == 2
 
     arun(main())
 

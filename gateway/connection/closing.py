@@ -8,7 +8,7 @@ unregisters the connection and tells its handler (``on_close``), so no close pat
 from __future__ import annotations
 
 from gateway.connection.writer import Writer
-from gateway.connstate import CLOSED, CLOSING, HANDSHAKE, HTTP, OPEN, WEBSOCKET_STATES
+from gateway.connstate import CLOSED, CLOSING, HANDSHAKE, HTTP, WEBSOCKET_STATES
 from gateway.flow import AUTH
 from protocol import closecodes
 from protocol.frames import encode_close
@@ -64,8 +64,9 @@ class Closing(Writer):
         self.close_code = code
         ctx.timers.pending.discard(self)
         ctx.registry.remove(self)
-        if self.state is OPEN:
-            ctx.stats.ws_closed += 1
+        # Every WebSocket leaves here once, refused or timed out before authenticating
+        # too, so ws_opened = ws_closed + the sockets still open.
+        ctx.stats.ws_closed += 1
         self._move(CLOSING)
         handler = self.handler
         if handler is not None:

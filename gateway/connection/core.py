@@ -71,9 +71,8 @@ class Connection(Http1):
             ctx.timers.pending.add(self)
             ctx.stats.tcp_accepted += 1
             self.last_seen = SEEN
-            if not ctx.server.accepting:
-                self.transport.abort()
-                return
+            # Also while shutting down: plain HTTP is still answered (/ready says 503,
+            # the Pusher API publishes); upgrades get 503 (``Upgrade._upgrade``).
             self.transport.set_write_buffer_limits(high=ctx.limits.write_high_water)
             self.set_deadline(ctx.limits.handshake_timeout)
         except Exception as exc:
@@ -92,9 +91,13 @@ class Connection(Http1):
                 try:
                     payload = self.parser.feed_message(data)  # type: ignore[union-attr]
                 except FrameError as exc:
+                    self.ctx.stats.ws_received_bytes += len(data)
                     self._fail(exc.close_code, exc.reason)
                     return
                 if payload is not None:
+                    stats = self.ctx.stats
+                    stats.ws_received_bytes += len(data)
+                    stats.ws_messages_received += 1
                     try:
                         self.message_cb(self, payload)
                     except Exception as exc:
@@ -104,6 +107,8 @@ class Connection(Http1):
             if state is OPEN or state is AWAITING_AUTH or state is CLOSING:
                 # Frames (inline rather than a method: the auth message and the close
                 # frame of every connection come this way).
+                # The messages are counted where they are handed on.
+                self.ctx.stats.ws_received_bytes += len(data)
                 try:
                     events = self.parser.feed(data, tried_message=state is OPEN)  # type: ignore[union-attr]
                 except FrameError as exc:
@@ -119,6 +124,7 @@ class Connection(Http1):
                     kind = type(event)
                     if (kind is TextMessage or kind is BinaryMessage) and state is OPEN:
                         # One message in one read, straight to its consumer.
+                        self.ctx.stats.ws_messages_received += 1
                         try:
                             self.message_cb(self, event.data)  # type: ignore[union-attr]
                         except Exception as exc:
@@ -196,6 +202,7 @@ class Connection(Http1):
                 return
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
+                self.ctx.stats.ws_messages_received += 1
                 if self.state is CLOSING:
                     continue  # RFC 6455 5.5.1: data after our close is discarded
                 try:

@@ -27,6 +27,10 @@ class Upgrade(Closing):
         if self.state is not HANDSHAKE:
             self._reply(http_response(400, b"upgrade after HTTP requests\n"), close=True)
             return
+        if not ctx.server.accepting:
+            # Draining for a shutdown: the client should go to another instance.
+            self._reject(HandshakeError(503, "server shutting down", (("Retry-After", "5"),)))
+            return
         # Cheapest refusals first: a flood from one address costs no routing or parsing.
         retry = ctx.limiter.retry_after(self.ip)
         if retry:

@@ -23,6 +23,7 @@ class Writer(ConnectionBase):
     __slots__ = ()
 
     def _write(self, data: bytes) -> None:
+        self.ctx.stats.ws_sent_bytes += len(data)  # control frames, write_control's messages
         cork = self.cork
         if cork is None:
             self.transport.write(data)
@@ -56,6 +57,9 @@ class Writer(ConnectionBase):
             # aborted by the closing sweep, so the buffer stops growing here.
             self.close(closecodes.SLOW_CONSUMER, "slow consumer")
             return False
+        stats = self.ctx.stats
+        stats.ws_sent_bytes += len(frame)
+        stats.ws_messages_sent += 1
         cork = self.cork  # _write, inlined: this runs once per message sent
         if cork is None:
             self.transport.write(frame)
@@ -105,6 +109,7 @@ class Writer(ConnectionBase):
     def write_control(self, frame: bytes) -> None:
         """Write a frame in any WebSocket state before CLOSING (errors, auth replies)."""
         if self.state in WEBSOCKET_STATES:
+            self.ctx.stats.ws_messages_sent += 1  # its bytes: in _write
             self._write(frame)
 
     def ping(self, payload: bytes = b"") -> None:

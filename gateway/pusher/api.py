@@ -33,6 +33,11 @@ A signed request may be replayed *within* the timestamp window: refusing repeats
 break clients that legitimately send the same event twice in one second (the official
 libraries sign with whole-second timestamps and no nonce).
 
+Every refusal is logged (logger ``uvgate.pusher.api``: status, reason, app id, client IP,
+method, path), within a budget: the first of each kind per app and client in a minute,
+then one "suppressed" line with the count, so a Laravel app with a wrong secret is seen
+at once and a flood is a few lines.
+
 Counters: ``PusherApi.stats`` (requests per status, errors), on ``/metrics`` through
 ``PusherApi.metrics``.
 """
@@ -43,12 +48,13 @@ import inspect
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote
 
 from gateway.connection import Connection
 from gateway.http import HttpResponse
+from gateway.logbudget import LogBudget
 from gateway.metrics import Metric
 from protocol.handshake import Request
 from protocol.pusher import httpapi
@@ -109,21 +115,48 @@ def _run_now(work: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a synchronous engine suspended")
 
 
-class ApiStats:
-    """Counters of the HTTP API (``requests``, ``errors`` = non-2xx, per-status counts)."""
+UNKNOWN_APP = "unknown"  # the app_id label of requests naming no configured app
 
-    __slots__ = ("by_status", "errors", "requests")
+
+class ApiStats:
+    """Counters of the HTTP API: ``requests``, ``errors`` (non-2xx), and per app (the
+    ``app_id`` label, ``UNKNOWN_APP`` for ids no app has, so a stranger cannot make a
+    label per guess): requests per status, body bytes in and out, events published (one
+    per channel)."""
+
+    __slots__ = (
+        "by_app_status",
+        "errors",
+        "events",
+        "received_bytes",
+        "requests",
+        "sent_bytes",
+    )
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
-        self.by_status: Counter[int] = Counter()
+        self.by_app_status: Counter[tuple[str, int]] = Counter()
+        self.received_bytes: Counter[str] = Counter()
+        self.sent_bytes: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
 
-    def count(self, status: int) -> None:
+    def count(
+        self, status: int, app_id: str = UNKNOWN_APP, received: int = 0, sent: int = 0
+    ) -> None:
         self.requests += 1
-        self.by_status[status] += 1
+        self.by_app_status[app_id, status] += 1
+        self.received_bytes[app_id] += received
+        self.sent_bytes[app_id] += sent
         if not 200 <= status < 300:
             self.errors += 1
+
+    @property
+    def by_status(self) -> Counter[int]:
+        out: Counter[int] = Counter()
+        for (_app, status), count in self.by_app_status.items():
+            out[status] += count
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +203,9 @@ class PusherApi:
         self.synchronous = synchronous
         self.timestamp_window = timestamp_window
         self.stats = ApiStats()
+        # Refusals are logged once per (status, reason, app, client) and interval; the
+        # gateway calls ``refusals.flush`` from its timers to report what was suppressed.
+        self.refusals = LogBudget(log, per_key=1, total=100, interval=60.0)
         # The hub's monotonic clock (cache expiry times are on it).
         self._clock = clock
 
@@ -179,24 +215,27 @@ class PusherApi:
         self, request: Request, body: bytes, conn: Connection
     ) -> HttpResponse | Awaitable[HttpResponse]:
         """``/apps/...``."""
-        return self._handle(request, body, apps=True)
+        return self._handle(request, body, conn, apps=True)
 
     def handle_users(
         self, request: Request, body: bytes, conn: Connection
     ) -> HttpResponse | Awaitable[HttpResponse]:
         """``/users/{id}/terminate_connections`` as the official Python library (3.3.x)
         posts it: no ``/apps/{id}`` prefix, the app found by ``auth_key``."""
-        return self._handle(request, body, apps=False)
+        return self._handle(request, body, conn, apps=False)
 
     def _handle(
-        self, request: Request, body: bytes, *, apps: bool
+        self, request: Request, body: bytes, conn: Connection, *, apps: bool
     ) -> HttpResponse | Awaitable[HttpResponse]:
-        work = self._respond(request, body, apps)
+        work = self._respond(request, body, conn, apps)
         if self.synchronous:
             return _run_now(work)
         return work
 
-    async def _respond(self, request: Request, body: bytes, apps: bool) -> HttpResponse:
+    async def _respond(
+        self, request: Request, body: bytes, conn: Connection, apps: bool
+    ) -> HttpResponse:
+        reason = ""
         try:
             if apps:
                 response = await self._route(request, body)
@@ -204,8 +243,10 @@ class PusherApi:
                 response = await self._route_users(request, body)
         except ApiError as exc:
             response = _error(exc.status, exc.message)
+            reason = exc.message
         except _MethodNotAllowed as exc:
             response = _error(405, "Method not allowed", (("Allow", exc.allowed),))
+            reason = "Method not allowed"
         except Unavailable as exc:
             log.warning(
                 "Pusher API %s %s: cluster unavailable (%s)", request.method, request.path, exc
@@ -214,8 +255,52 @@ class PusherApi:
         except Exception:
             log.exception("Pusher API %s %s failed", request.method, request.path)
             response = _error(500, "Internal error")
-        self.stats.count(response.status)
+        app = self._app_of(request, apps=apps)
+        label = app.id if app is not None else UNKNOWN_APP
+        self.stats.count(response.status, label, len(body), len(response.body))
+        if reason:
+            self._refused(request, conn, response.status, reason, app, apps=apps)
         return response
+
+    def _app_of(self, request: Request, *, apps: bool) -> App | None:
+        """The configured app a request names (by id in the path, else by auth_key)."""
+        store = self.engine.store
+        if apps:
+            return store.by_id(unquote(request.path[len(APPS_PREFIX) :].split("/", 1)[0]))
+        key = auth_key_of(parse_query(request.query))
+        return store.by_key(key) if key else None
+
+    def _refused(
+        self,
+        request: Request,
+        conn: Connection,
+        status: int,
+        reason: str,
+        app: App | None,
+        *,
+        apps: bool,
+    ) -> None:
+        """One line per kind of refusal, app and client within the budget: a Laravel app
+        with the wrong secret shows up at once, without a line per event it sends."""
+        if app is not None:
+            app_id = app.id
+        elif apps:
+            # The id asked for (an unknown one is the point of a 404): clipped, not trusted.
+            app_id = unquote(request.path[len(APPS_PREFIX) :].split("/", 1)[0])[:64] or "-"
+        else:
+            app_id = "-"
+        self.refusals.log(
+            (status, reason, app_id, conn.ip),
+            "Pusher API request refused",
+            {
+                "status": status,
+                "reason": reason,
+                "app": app_id,
+                "ip": conn.ip,
+                "method": request.method,
+                "path": request.path[:200],
+            },
+        )
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -311,6 +396,7 @@ class PusherApi:
         ]
         for result in pending:
             await _answer(result)
+        self.stats.events[app.id] += len(trigger.channels)
 
     async def _trigger(self, app: App, body: bytes) -> HttpResponse:
         trigger = httpapi.parse_trigger(body, app)
@@ -376,15 +462,43 @@ class PusherApi:
     # -- metrics -----------------------------------------------------------------------------
 
     def metrics(self) -> list[Metric]:
+        stats = self.stats
         requests = Metric(
-            "uvgate_pusher_api_requests_total", "counter", "Pusher HTTP API requests by status"
+            "uvgate_pusher_api_requests_total",
+            "counter",
+            "Pusher HTTP API requests by app and status (soketi_http_calls_received_total)",
         )
-        for status, count in sorted(self.stats.by_status.items()):
-            requests.samples.append(({"status": str(status)}, count))
+        for (app_id, status), count in sorted(stats.by_app_status.items()):
+            requests.samples.append(({"app_id": app_id, "status": str(status)}, count))
         errors = Metric.single(
             "uvgate_pusher_api_errors_total",
             "counter",
             "Pusher HTTP API requests answered with a non-2xx status",
-            self.stats.errors,
+            stats.errors,
         )
-        return [requests, errors]
+        return [
+            requests,
+            errors,
+            _per_app(
+                "uvgate_pusher_api_received_bytes_total",
+                "Bytes of Pusher HTTP API request bodies (soketi_http_received_bytes)",
+                stats.received_bytes,
+            ),
+            _per_app(
+                "uvgate_pusher_api_sent_bytes_total",
+                "Bytes of Pusher HTTP API response bodies (soketi_http_transmitted_bytes)",
+                stats.sent_bytes,
+            ),
+            _per_app(
+                "uvgate_pusher_api_events_total",
+                "Events published through the HTTP API, one per channel",
+                stats.events,
+            ),
+        ]
+
+
+def _per_app(name: str, help: str, counts: Mapping[str, int]) -> Metric:
+    metric = Metric(name, "counter", help)
+    for app_id, count in sorted(counts.items()):
+        metric.samples.append(({"app_id": app_id}, count))
+    return metric

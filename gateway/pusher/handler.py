@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -135,6 +136,9 @@ class PusherHandler:
         # Connections with an engine operation in flight: their close waits for it, so
         # the operations of one connection reach the engine in order.
         self._busy: dict[Connection, Any] = {}
+        # Per app id, read at scrape time (gateway.pusher.appmetrics).
+        self.received: defaultdict[str, int] = defaultdict(int)  # messages from sockets
+        self.client_events: defaultdict[str, int] = defaultdict(int)  # relayed client-*
 
     # -------------------------------------------------------------- engine calls
     def _then(
@@ -246,6 +250,7 @@ class PusherHandler:
     def on_message(self, conn: Connection, data: str | bytes) -> None:
         session: Session[Connection] = conn.session
         app = session.app
+        self.received[app.id] += 1
         try:
             msg = parse_client_message(data)
         except PusherError as exc:
@@ -349,6 +354,7 @@ class PusherHandler:
         except PusherError as exc:
             conn.send_text(messages.error_from(exc))
             return
+        self.client_events[session.app.id] += 1
         # No wait for the engine: a client event is fire and forget, as in Pusher.
         self._background(self.engine.publish(delivery))
         if hook is not None:

@@ -81,20 +81,28 @@ class AppStore(Protocol):
 
 
 class StaticAppStore:
-    """Apps fixed at start-up (config file). Keys and ids must be unique."""
+    """Apps from the config file. Keys and ids must be unique. ``replace`` swaps the whole
+    set at once (a reload): the parts holding the store see the new apps."""
 
     __slots__ = ("_by_id", "_by_key")
 
     def __init__(self, apps: Iterable[App]) -> None:
         self._by_key: dict[str, App] = {}
         self._by_id: dict[str, App] = {}
+        self.replace(apps)
+
+    def replace(self, apps: Iterable[App]) -> None:
+        """Serve ``apps`` instead (checked first: a duplicate changes nothing)."""
+        by_key: dict[str, App] = {}
+        by_id: dict[str, App] = {}
         for app in apps:
-            if app.key in self._by_key:
+            if app.key in by_key:
                 raise ValueError(f"duplicate app key {app.key!r}")
-            if app.id in self._by_id:
+            if app.id in by_id:
                 raise ValueError(f"duplicate app id {app.id!r}")
-            self._by_key[app.key] = app
-            self._by_id[app.id] = app
+            by_key[app.key] = app
+            by_id[app.id] = app
+        self._by_key, self._by_id = by_key, by_id
 
     def by_key(self, key: str) -> App | None:
         return self._by_key.get(key)

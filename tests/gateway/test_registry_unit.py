@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import msgpack
@@ -11,6 +12,7 @@ from gateway.connstate import CLOSING, OPEN, State
 from gateway.fanout import write_all, write_encoded
 from gateway.flow import BACKLOG
 from gateway.registry import Registry
+from gateway.stats import Stats
 from protocol.codecs import JSON, MSGPACK, Codec
 from protocol.frames import FrameParser
 
@@ -24,7 +26,11 @@ class Wire:
 
 
 class Member:
-    def __init__(self, conn_id: str, user: str | None = None, codec: Codec = JSON) -> None:
+    def __init__(
+        self, conn_id: str, user: str | None = None, codec: Codec = JSON, stats: Stats | None = None
+    ) -> None:
+        # What the fan-out counts its inline writes in (the full path counts its own).
+        self.ctx = SimpleNamespace(stats=stats if stats is not None else Stats())
         self.id = conn_id
         self.user = user
         self.groups: set[str] | None = None
@@ -93,7 +99,8 @@ def test_broadcast_encodes_once_per_codec_and_excludes() -> None:
 
 def test_the_fast_path_is_only_for_open_idle_uncorked_members() -> None:
     frame = b"\x81\x01x"
-    idle, backed_up, corked, closing = Member("1"), Member("2"), Member("3"), Member("4")
+    stats = Stats()
+    idle, backed_up, corked, closing = (Member(str(i), stats=stats) for i in range(1, 5))
     backed_up.paused = BACKLOG
     corked.cork = []
     closing.state = CLOSING
@@ -102,6 +109,8 @@ def test_the_fast_path_is_only_for_open_idle_uncorked_members() -> None:
     for member in (backed_up, corked):  # the full path decides (slow consumer, cork)
         assert member.slow_frames == [frame] and not member.transport.data
     assert not closing.transport.data and not closing.slow_frames
+    # The inline write is counted once here (write_frame counts the others itself).
+    assert (stats.ws_messages_sent, stats.ws_sent_bytes) == (1, len(frame))
 
 
 def test_close_by_id_and_by_user() -> None:
