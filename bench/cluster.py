@@ -56,6 +56,13 @@ def add_cluster_parser(sub: Any) -> None:
         "publisher outruns the deliveries and the latency measures the queue.",
     )
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each setup")
+    p.add_argument(
+        "--latency-subscribers",
+        type=int,
+        default=20,
+        help="subscribers of the latency job (few, at --latency-rate: the hop, not a queue)",
+    )
+    p.add_argument("--latency-rate", type=float, default=20.0, help="triggers/s of the latency job")
     p.add_argument("--hold", type=int, default=0, help="also hold this many Pusher connections")
     p.add_argument("--workers", type=int, default=2, help="uvgate --workers for --hold")
     p.add_argument("--procs", type=int, default=2, help="generator processes for --hold")
@@ -103,7 +110,12 @@ def _serve(port: int, *extra: str) -> list[str]:
 
 
 def _fanout(
-    cfg_args: argparse.Namespace, port: int, spread: list[int], pids: list[int]
+    cfg_args: argparse.Namespace,
+    port: int,
+    spread: list[int],
+    pids: list[int],
+    subscribers: int,
+    rate: float,
 ) -> dict[str, Any]:
     cfg = RunConfig(
         scenario="fanout",
@@ -114,10 +126,10 @@ def _fanout(
         app_id=APP["id"],
         app_key=APP["key"],
         app_secret=APP["secret"],
-        subscribers=cfg_args.subscribers,
+        subscribers=subscribers,
         duration=cfg_args.duration,
         window=cfg_args.window,
-        publish_rate=cfg_args.publish_rate,
+        publish_rate=rate,
         server_pids=pids,
         timeout=300.0,
         label="cluster" if spread else "single",
@@ -143,7 +155,13 @@ def _one(res: dict[str, Any], redis_cpu: float) -> dict[str, Any]:
 def cluster_main(args: argparse.Namespace) -> int:
     outdir = args.out or os.path.join(BENCH_DIR, "results")
     os.makedirs(outdir, exist_ok=True)
-    rounds: dict[str, list[dict[str, Any]]] = {"single": [], "cluster": []}
+    jobs = {
+        "cost": (args.subscribers, args.publish_rate),
+        "latency": (args.latency_subscribers, args.latency_rate),
+    }
+    rounds: dict[str, dict[str, list[dict[str, Any]]]] = {
+        job: {"single": [], "cluster": []} for job in jobs
+    }
     hold: dict[str, Any] | None = None
     with redis_server() as (url, redis), ServerPool(os.path.join(outdir, "tmp")) as pool:
         for n in range(args.rounds):
@@ -165,11 +183,12 @@ def cluster_main(args: argparse.Namespace) -> int:
                     ]  # fmt: skip
                     port, spread = ports[0], ports[1:]
                 time.sleep(0.5)
-                before = cpu_seconds(redis.pid)
-                res = _fanout(args, port, spread, [p.pid for p in procs])
-                figures = _one(res, cpu_seconds(redis.pid) - before)
-                rounds[setup].append(figures)
-                print(f"round {n + 1} {setup}: {figures}", flush=True)
+                for job, (subscribers, rate) in jobs.items():
+                    before = cpu_seconds(redis.pid)
+                    res = _fanout(args, port, spread, [p.pid for p in procs], subscribers, rate)
+                    figures = _one(res, cpu_seconds(redis.pid) - before)
+                    rounds[job][setup].append(figures)
+                    print(f"round {n + 1} {job} {setup}: {figures}", flush=True)
                 for proc in procs:
                     pool.stop(proc)
         if args.hold:
@@ -200,7 +219,7 @@ def cluster_main(args: argparse.Namespace) -> int:
                 label=f"uvgate --workers {args.workers} --redis",
             )
             hold = public(run(cfg, show_progress=False))
-    summary = _summary(rounds)
+    summary = {job: _summary(job_rounds) for job, job_rounds in rounds.items()}
     result = {
         "machine": machine_info(),
         "args": vars(args),
@@ -246,16 +265,37 @@ def _fmt(value: Any, spec: str = "{:.2f}") -> str:
 
 def _markdown(args: argparse.Namespace, result: dict[str, Any]) -> str:
     m = result["machine"]
-    s = result["summary"]
     lines = [
         "# Fan-out through Redis over two nodes, next to one node\n",
         f"- command: `python -m bench {' '.join(sys.argv[1:]) or 'cluster'}`",
         f"- date: {m['date_utc']}; machine: {m['cpu_model']}, {m['cores']} cores, "
         f"kernel {m['kernel']}, Python {m['python']}",
-        f"- job: {args.subscribers} Pusher subscribers on one private channel, triggers through "
-        f"the signed HTTP API ({_rate(args)}) for {args.duration} s; medians of "
-        f"{args.rounds} interleaved rounds. Nothing pinned: two nodes, Redis and the generator "
-        "share 2 cores, so latencies include their contention.\n",
+        f"- medians of {args.rounds} interleaved rounds of each job and setup, {args.duration} s "
+        "each; Pusher subscribers on one private channel, triggers through the signed HTTP API. "
+        "Nothing pinned: two nodes, Redis and the generator share 2 cores.",
+        f"- cost: {args.subscribers} subscribers, {_rate(args)} (server CPU per delivery; "
+        "the close of the subscribers after the run is not counted)",
+        f"- latency: {args.latency_subscribers} subscribers, {args.latency_rate:g} triggers/s "
+        "(trigger-to-delivery time, the generator far from its limit)\n",
+    ]
+    for job in ("cost", "latency"):
+        lines += _table(job, result["summary"][job])
+    hold = result.get("hold")
+    if hold:
+        per = (hold.get("server_rss") or {}).get("per_connection") or 0
+        lines += [
+            "",
+            f"Held: {hold.get('held', 0):,} of {args.hold:,} Pusher connections, one subscription "
+            f"each, against `uvgate serve --workers {args.workers} --redis`: "
+            f"{per / 1024:.2f} KiB RSS per connection (all workers).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _table(job: str, s: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"**{job}**\n",
         "| setup | server us/delivery | Redis us/delivery | deliveries/s | p50 ms | p99 ms | lost | bound by |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -273,16 +313,7 @@ def _markdown(args: argparse.Namespace, result: dict[str, Any]) -> str:
         f"deliveries/s x{_fmt(r['deliveries_per_s'])}; latency added by the Redis hop: "
         f"p50 {_fmt(r['added_delivery_p50_ms'])} ms, p99 {_fmt(r['added_delivery_p99_ms'])} ms.",
     ]
-    hold = result.get("hold")
-    if hold:
-        per = (hold.get("server_rss") or {}).get("per_connection") or 0
-        lines += [
-            "",
-            f"Held: {hold.get('held', 0):,} of {args.hold:,} Pusher connections, one subscription "
-            f"each, against `uvgate serve --workers {args.workers} --redis`: "
-            f"{per / 1024:.2f} KiB RSS per connection (all workers).",
-        ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _rate(args: argparse.Namespace) -> str:

