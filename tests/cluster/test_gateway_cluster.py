@@ -237,3 +237,37 @@ def test_cache_quota_and_repeat_subscribe_across_nodes(
             await b.aclose()
 
     arun(main())
+
+
+def test_one_trigger_is_one_publish_whatever_the_subscribers(
+    arun: Any, redis_server: RedisServer
+) -> None:
+    """A trigger costs Redis one PUBLISH per channel, whatever the number of subscribers
+    or nodes: every node delivers the one copy to its own subscribers."""
+
+    async def main() -> None:
+        async with nodes(redis_server.url, 3) as gateways:
+            clients = [await Client.open(gateways[i % 3]) for i in range(12)]
+            for c in clients:
+                await c.subscribe("wide")
+                await c.subscribe("other")
+            redis = gateways[0].cluster.link.redis  # type: ignore[union-attr]
+
+            async def publishes() -> int:
+                stats = await redis.info("commandstats")
+                return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+            before = await publishes()
+            for n in range(10):
+                body = {"name": "ev", "data": str(n), "channels": ["wide"]}
+                assert (await call(gateways[n % 3].port, APP, "POST", "/apps/1/events", body)).status == 200  # fmt: skip
+            two = {"name": "ev", "data": "both", "channels": ["wide", "other"]}
+            assert (await call(gateways[0].port, APP, "POST", "/apps/1/events", two)).status == 200
+            for c in clients:
+                for _ in range(12):
+                    await c.expect("ev")
+            assert await publishes() - before == 10 + 2
+            for c in clients:
+                await c.aclose()
+
+    arun(main())
