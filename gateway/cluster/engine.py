@@ -215,8 +215,11 @@ class RedisEngine:
             return
         if type(message) is wire.Deliver:
             for pending in sub.pending.values():
-                if pending.marker and len(pending.queue) < MAX_QUEUED:
-                    pending.queue.append(message)
+                if pending.marker:
+                    if len(pending.queue) < MAX_QUEUED:
+                        pending.queue.append(message)
+                    else:
+                        self.stats.dropped += 1  # a joiner that never got its answer
             local.deliver(
                 Delivery(sub.target, sub.app_id, sub.name, message.payload, message.exclude)
             )
