@@ -77,6 +77,13 @@ def test_native_generator_builds_once_into_a_cache(tmp_path):
     # Bad options: one line on stderr, exit status 2.
     r = subprocess.run([path, "--mode", "nope", "--auth", "x"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown --mode" in r.stderr
+    # Run by hand with no driver on stdin, it would wait for "go" forever: it says so and stops.
+    auth = tmp_path / "auth.txt"
+    auth.write_text("{}\n")
+    with open(os.devnull) as null:
+        args = [path, "--mode", "connect", "--port", "1", "--count", "1", "--auth", str(auth)]
+        r = subprocess.run(args, stdin=null, capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "must be the driver's pipe" in r.stderr
 
 
 @needs_cc

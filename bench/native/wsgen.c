@@ -984,7 +984,11 @@ int main(int argc, char **argv) {
     ep = epoll_create1(EPOLL_CLOEXEC);
     fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK); /* the control pipe is read in the loop */
     struct epoll_event cev = {.events = EPOLLIN, .data.u64 = CTL_TAG};
-    epoll_ctl(ep, EPOLL_CTL_ADD, 0, &cev);
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, 0, &cev) < 0) {
+        /* A file or /dev/null cannot be polled: "go" and the driver's EOF would never arrive. */
+        fprintf(stderr, "wsgen: standard input must be the driver's pipe (uvgate-bench runs wsgen)\n");
+        return 2;
+    }
 
     /* -- setup: persistent connections first, so the measured window is pure work */
     if (mode == M_ECHO || mode == M_FANOUT) {
