@@ -207,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--functions", type=int, default=0, metavar="N", help="also the N costliest functions"
     )
+    ap.add_argument(
+        "--out", metavar="FILE", help="also write the figures as markdown (bench/results/...)"
+    )
     ap.add_argument("--child", nargs=3, metavar=("TARGET", "UNIT", "COUNT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -217,18 +220,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
     forms = args.form or ["compiled"]
+    figures: list[Figure] = []
     for target in args.target or TARGETS:
         for unit in args.unit or UNITS:
             for form in forms if target == "uvgate" else ["-"]:
                 fig = measure(
                     target, unit, "pure" if form == "-" else form, functions=args.functions
                 )
-                label = f"{target}{'' if form == '-' else ' (' + form + ')'}"
-                print(f"{label:<20} {unit:<11} {fig.per_unit:>12,.0f} instructions/{unit}")
+                figures.append(fig)
+                print(f"{_label(fig):<20} {unit:<11} {fig.per_unit:>12,.0f} instructions/{unit}")
                 for cost, name in fig.functions:
                     print(f"    {cost:>10,.0f}  {name}")
                 sys.stdout.flush()
+    if args.out:
+        command = "python -m bench.callgrind " + " ".join(sys.argv[1:])
+        Path(args.out).write_text(markdown(figures, command))
     return 0
+
+
+def _label(fig: Figure) -> str:
+    return fig.target if fig.target == "probe" else f"{fig.target} ({fig.form})"
+
+
+def markdown(figures: list[Figure], command: str) -> str:
+    """The figures as a section of bench/RESULTS.md (included by ``bench compare``)."""
+    import platform
+    import time
+
+    probe = {f.unit: f.per_unit for f in figures if f.target == "probe"}
+    lines = [
+        f"- command: `{command}` (valgrind callgrind, PYTHONHASHSEED={HASH_SEED}, "
+        f"runs of {RUNS['connection']} and {RUNS['message']} units, by difference)",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python "
+        f"{platform.python_version()}; fake transport (no syscalls, no event loop)",
+        "",
+        "| target | unit | instructions per unit | vs the probe |",
+        "|---|---|---|---|",
+    ]
+    for fig in figures:
+        ratio = f"{fig.per_unit / probe[fig.unit]:.2f}x" if probe.get(fig.unit) else "-"
+        lines.append(f"| {_label(fig)} | {fig.unit} | {fig.per_unit:,.0f} | {ratio} |")
+    for fig in figures:
+        if fig.functions:
+            lines += ["", f"Costliest functions (self), {_label(fig)}, per {fig.unit}:", ""]
+            lines += [f"    {cost:>10,.0f}  {name}" for cost, name in fig.functions]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

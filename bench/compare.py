@@ -526,6 +526,17 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
     lines.append(tables(data, ref))
     lines.append("\n## Yardstick (uvgate vs the raw uvloop probe)\n")
     lines.extend(f"- {y}" for y in yardstick(data))
+    # Measured apart and kept under results/: the deterministic cost of the hot path
+    # (bench/callgrind.py) and the syscalls per connection next to the probe's.
+    for title, name in (
+        ("Hot path: instructions per unit (`python -m bench.callgrind`)", "callgrind.md"),
+        ("Syscalls per connection (`strace -c -f`, native generator)", "syscalls.md"),
+    ):
+        path = os.path.join(BENCH_DIR, "results", name)
+        if os.path.exists(path):
+            lines.append(f"\n## {title}\n")
+            with open(path) as f:
+                lines.append(f.read().rstrip())
     if data.get("pusher"):
         lines.append(
             "\n## Pusher protocol v7 (`--pusher`: uvgate's /app/{key} vs raw_probe --app pusher)\n"
