@@ -529,6 +529,7 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
     # Measured apart and kept under results/: the deterministic cost of the hot path
     # (bench/callgrind.py) and the syscalls per connection next to the probe's.
     for title, name in (
+        ("The compiled hot path: what it bought, what is left", "hotpath.md"),
         ("Hot path: instructions per unit (`python -m bench.callgrind`)", "callgrind.md"),
         ("Syscalls per connection (`strace -c -f`, native generator)", "syscalls.md"),
     ):
