@@ -17,11 +17,12 @@ PYTEST_ARGS ?=
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 
-.PHONY: run test test-deps lint typecheck conformance fuzz bench bench-quick constraints clean help
+.PHONY: run test test-deps build lint typecheck conformance fuzz bench bench-quick constraints clean help
 
 help:
 	@echo "make run          serve on ws://$(HOST):$(PORT) with the default configuration"
-	@echo "make test         lint, type-check and run the whole test suite"
+	@echo "make test         lint, type-check and run the whole test suite (compiled, then pure Python)"
+	@echo "make build        compile the hot path again after editing it (setup.py, Cython)"
 	@echo "make conformance  Autobahn|Testsuite cases 1-10 (and 12-13) against the echo target"
 	@echo "make fuzz         atheris on every parser, FUZZ_SECONDS=$(FUZZ_SECONDS) each (tests/fuzz/)"
 	@echo "make bench        side-by-side benchmark (bench-quick: the short variant)"
@@ -35,15 +36,41 @@ $(PY):
 	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	@$(PIP) install -q --upgrade -c $(CONSTRAINTS) pip
 
+# The compiled hot path (setup.py, Cython) needs a C compiler and Python's headers:
+# install them with apt-get when missing (we are root on CI). If that cannot be done,
+# the install still works and uvgate runs its pure-Python twin (one warning line).
+COMPILER_OK = command -v cc >/dev/null 2>&1 && \
+	$(PYTHON) -c "import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"
+define build_tools
+	@$(COMPILER_OK) || { [ -n "$$UVGATE_PURE_PYTHON" ] && [ "$$UVGATE_PURE_PYTHON" != 0 ]; } || { \
+	  command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && { \
+	  echo "no C compiler or Python.h: installing build-essential python3-dev with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential python3-dev >/dev/null; }; } || true
+endef
+# One line when the build fell back to pure Python (pip keeps setup.py's own line quiet).
+define say_hot_path
+	@$(PY) -c "from gateway.connection import HOT_PATH as h; h == 'compiled' or print('WARNING: uvgate: the compiled hot path was not built (no C compiler or Python headers?); running the pure-Python twin')"
+endef
+# Rebuilt when a hot-path source changes (the extensions are compiled from them).
+HOT_SOURCES := setup.py $(wildcard gateway/*.pxd gateway/connection/*.pxd protocol/*.pxd)
+
 # What running needs: uvgate and its install_requires, nothing else.
-$(STAMP_RUN): setup.cfg pyproject.toml $(CONSTRAINTS) | $(PY)
+$(STAMP_RUN): setup.cfg pyproject.toml $(CONSTRAINTS) $(HOT_SOURCES) | $(PY)
+	$(call build_tools)
 	$(PIP) install -q -c $(CONSTRAINTS) -e .
+	$(call say_hot_path)
 	@touch $@
 
 # What the tests need on top (a superset: it satisfies `make run` too).
-$(STAMP_DEPS): setup.cfg pyproject.toml $(CONSTRAINTS) | $(PY)
+$(STAMP_DEPS): setup.cfg pyproject.toml $(CONSTRAINTS) $(HOT_SOURCES) | $(PY)
+	$(call build_tools)
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test,bench]'
+	$(call say_hot_path)
 	@touch $@ $(STAMP_RUN)
+
+# After editing a hot-path module: compile it again in place (pure Python needs nothing).
+build: $(STAMP_DEPS)
+	$(PY) setup.py -q build_ext --inplace -j 2
 
 run: $(STAMP_RUN)
 	$(VENV)/bin/uvgate serve --host $(HOST) --port $(PORT) $(ARGS)
@@ -58,8 +85,17 @@ typecheck: $(STAMP_DEPS)
 test-deps: $(STAMP_DEPS)
 	@bash scripts/test-deps.sh
 
-test: test-deps lint typecheck
-	$(PY) -m pytest -q --cov --cov-report=term $(PYTEST_ARGS)
+# The whole suite twice: against the compiled hot path, then against its pure-Python twin
+# (UVGATE_PURE_PYTHON=1, also in the servers the tests start). Coverage is measured on the
+# twin's pass: it cannot see inside compiled modules. Without a compiler the first pass
+# is skipped with one line (the twin is then what runs).
+test: test-deps lint typecheck build
+	@if $(PY) -c "from gateway.connection import HOT_PATH as h; raise SystemExit(h != 'compiled')"; then \
+	  echo "== pass 1/2: compiled hot path"; \
+	  UVGATE_EXPECT_COMPILED=1 $(PY) -m pytest -q -p no:cov -p no:randomly $(PYTEST_ARGS); \
+	else echo "== pass 1/2 skipped: the compiled hot path is not built"; fi
+	@echo "== pass 2/2: pure-Python twin (UVGATE_PURE_PYTHON=1), with coverage"
+	UVGATE_PURE_PYTHON=1 $(PY) -m pytest -q --cov --cov-report=term $(PYTEST_ARGS)
 
 conformance: $(STAMP_DEPS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[conformance]'
@@ -90,3 +126,4 @@ constraints:
 
 clean:
 	rm -rf $(VENV) .venv-constraints build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find gateway protocol -name '*.so' -delete

@@ -369,36 +369,61 @@ def tables(data: dict[str, Any], ref: str | None, key: str = "servers") -> str:
     return "\n".join(lines)
 
 
+# The targets of issue 10, checked in every comparison for uvgate and its pure-Python twin:
+# (scenario, figure, what, limit as a ratio to the raw probe, peers it must beat).
+TARGETS = [
+    ("connect", "server us/conn", "connections", 1.18, ("socketify",)),
+    (
+        "echo",
+        "server us/msg",
+        "echo",
+        None,
+        ("raw", "picows", "socketify", "websockets", "aiohttp", "node"),
+    ),
+    ("fanout", "server us/delivery", "fan-out", 1.0, ("picows",)),
+]
+RSS_TARGET_KIB = 2.0  # per idle authenticated connection (hold)
+
+
 def yardstick(data: dict[str, Any], key: str = "servers") -> list[str]:
     srv = data[key]
-    u = _get(srv, "uvgate", "scenarios")
     r = _get(srv, "raw", "scenarios")
-    if not u or not r:
-        return ["uvgate or the raw probe was not measured: no yardstick check."]
     out = []
-    checks = [
-        ("connect", "server us/conn", "conn/s measured", 0.85, "connections"),
-        ("fanout", "server us/delivery", "deliveries/s measured", 0.9, "fan-out"),
-    ]
-    for scenario, cpu_fig, rate_fig, target, what in checks:
-        ucpu = _get(u, scenario, "median", cpu_fig)
-        rcpu = _get(r, scenario, "median", cpu_fig)
-        urate = _get(u, scenario, "median", rate_fig)
-        rrate = _get(r, scenario, "median", rate_fig)
-        if not ucpu or not rcpu:
-            out.append(f"{what}: not measured")
+    for name in ("uvgate", "uvgate-py"):
+        u = _get(srv, name, "scenarios")
+        if not u:
             continue
-        cap = rcpu / ucpu  # capacity per core relative to the raw probe
-        verdict = "PASS" if cap >= target else "FAIL"
-        line = (
-            f"{what}: uvgate capacity per core = {cap:.2f}x the raw probe "
-            f"({ucpu:.2f} vs {rcpu:.2f} us server CPU per unit), target >= {target}: "
-            f"**{verdict}**"
-        )
-        if urate and rrate:
-            line += f"; measured rate ratio {urate / rrate:.2f}x"
-        out.append(line)
-    return out
+        for scenario, fig, what, limit, peers in TARGETS:
+            mine = _get(u, scenario, "median", fig)
+            if not mine:
+                out.append(f"{name} {what}: not measured")
+                continue
+            parts, ok = [], True
+            probe = _get(r, scenario, "median", fig) if r else None
+            if probe:
+                ratio = mine / probe
+                if limit is not None:
+                    ok = ok and ratio <= limit
+                    parts.append(f"{ratio:.2f}x the raw probe's CPU (target <= {limit:.2f}x)")
+                else:
+                    parts.append(f"{ratio:.2f}x the raw probe's CPU")
+            for peer in peers:
+                theirs = _get(srv, peer, "scenarios", scenario, "median", fig)
+                if theirs:
+                    ok = ok and mine < theirs
+                    parts.append(
+                        f"{'below' if mine < theirs else 'NOT below'} {peer} ({theirs:.2f})"
+                    )
+            verdict = "PASS" if ok else "FAIL"
+            out.append(f"{name} {what}: {mine:.2f} us; {'; '.join(parts)}: **{verdict}**")
+        rss = _get(u, "hold", "median", "RSS KiB/conn")
+        if rss:
+            verdict = "PASS" if rss <= RSS_TARGET_KIB else "FAIL"
+            out.append(
+                f"{name} memory: {rss:.2f} KiB RSS per idle authenticated connection "
+                f"(target <= {RSS_TARGET_KIB}): **{verdict}**"
+            )
+    return out or ["uvgate was not measured: no yardstick check."]
 
 
 def plot_compare(data: dict[str, Any], outdir: str, tag: str) -> list[str]:
@@ -501,6 +526,18 @@ def results_markdown(data: dict[str, Any], charts: list[str], ref: str | None) -
     lines.append(tables(data, ref))
     lines.append("\n## Yardstick (uvgate vs the raw uvloop probe)\n")
     lines.extend(f"- {y}" for y in yardstick(data))
+    # Measured apart and kept under results/: the deterministic cost of the hot path
+    # (bench/callgrind.py) and the syscalls per connection next to the probe's.
+    for title, name in (
+        ("The compiled hot path: what it bought, what is left", "hotpath.md"),
+        ("Hot path: instructions per unit (`python -m bench.callgrind`)", "callgrind.md"),
+        ("Syscalls per connection (`strace -c -f`, native generator)", "syscalls.md"),
+    ):
+        path = os.path.join(BENCH_DIR, "results", name)
+        if os.path.exists(path):
+            lines.append(f"\n## {title}\n")
+            with open(path) as f:
+                lines.append(f.read().rstrip())
     if data.get("pusher"):
         lines.append(
             "\n## Pusher protocol v7 (`--pusher`: uvgate's /app/{key} vs raw_probe --app pusher)\n"

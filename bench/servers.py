@@ -77,6 +77,15 @@ def _uvgate_cmd(workers: int = 1) -> Callable[[str, int, str, str], list[str]]:
     return cmd
 
 
+def _uvgate_pure_cmd(host: str, port: int, secret: str, app: str) -> list[str]:
+    # The pure-Python twin of the hot path (``env`` execs: the server keeps the pid).
+    return ["env", "UVGATE_PURE_PYTHON=1", *_uvgate_cmd()(host, port, secret, app)]
+
+
+def _uvgate_pure_pusher_cmd(host: str, port: int, secret: str, app: str) -> list[str]:
+    return ["env", "UVGATE_PURE_PYTHON=1", *_uvgate_pusher_cmd(host, port, secret, app)]
+
+
 def _uvgate_pusher_cmd(host: str, port: int, secret: str, app: str) -> list[str]:
     # Pusher is served next to the native endpoint; the app is given explicitly.
     return [
@@ -190,6 +199,13 @@ SERVERS: dict[str, ServerSpec] = {
             _check_uvgate,
             multiprocess=True,
             pusher_command=_uvgate_pusher_cmd,
+        ),
+        ServerSpec(
+            "uvgate-py",
+            "uvgate, pure-Python twin (UVGATE_PURE_PYTHON=1)",
+            _uvgate_pure_cmd,
+            _check_uvgate,
+            pusher_command=_uvgate_pure_pusher_cmd,
         ),
         ServerSpec(
             "raw",

@@ -20,6 +20,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# First: with UVGATE_PURE_PYTHON=1 every gateway module loads from its .py source,
+# compiled extensions or not (gateway/purepy.py; protocol/purepy.py does it for protocol).
+from gateway import purepy  # noqa: F401
+
 if TYPE_CHECKING:
     from gateway.applications import Application, CallbackApplication
     from gateway.config import Config

@@ -32,6 +32,8 @@ from protocol import closecodes
 log = logging.getLogger("uvgate.auth")
 
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
+# What a verifier that says ``needs_connection_info = False`` is passed.
+_NO_INFO = ConnectionInfo("", "", 0, "", _NO_QUERY, _NO_QUERY, None)
 # Refusals that are not the client's fault: never charged to its IP.
 _NOT_CHARGED = frozenset({AUTH_UNAVAILABLE, closecodes.INTERNAL_ERROR})
 
@@ -88,6 +90,9 @@ class AuthGate:
         self.verifier_name: str = getattr(verifier, "name", type(verifier).__name__)
         # False only for the anonymous ``none`` verifier: no auth message is expected.
         self.requires_message: bool = getattr(verifier, "requires_message", True)
+        # Building the ConnectionInfo (headers view, query, peer port) costs more than
+        # an HMAC; a verifier that never reads it is passed an empty one.
+        self.needs_info: bool = getattr(verifier, "needs_connection_info", True)
 
     def in_flight(self, verifier: Verifier) -> int:
         """Async verifications of ``verifier`` not yet answered."""
@@ -110,7 +115,8 @@ class AuthGate:
         Neither is called if the connection is gone by the time an async verifier answers.
         """
         try:
-            result = self.verifier.verify(message, connection_info(conn))
+            info = connection_info(conn) if self.needs_info else _NO_INFO
+            result = self.verifier.verify(message, info)
         except Exception as exc:
             refuse(conn, self._refusal_for(exc))
             return

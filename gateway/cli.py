@@ -224,11 +224,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _config_error(exc)
 
+    from gateway.connection import HOT_PATH
+
     def on_ready(port: int) -> None:
         scheme = "wss" if config.certfile else "ws"
         print(
             f"uvgate listening on {scheme}://{config.host}:{port}{config.ws_path} "
-            f"(verifier={config.verifier}, app={config.app}, workers={config.workers})",
+            f"(verifier={config.verifier}, app={config.app}, workers={config.workers}, "
+            f"hot_path={HOT_PATH})",
             flush=True,
         )
         if config.verifier == "hmac" and demo_secret:

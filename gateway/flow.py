@@ -13,12 +13,13 @@ the model). The reasons:
 
 The base class of the connection, not an object per connection: a gateway holds
 connections by the hundred thousand, and an int slot costs 8 bytes where an object costs
-~56. (``asyncio.Protocol`` has empty ``__slots__``: subclassing it costs nothing.)
+~56. It does not subclass ``asyncio.Protocol``: the connection defines every callback of
+it, and the compiled form (``flow.pxd``) is an extension type, which cannot derive from a
+Python class; the transports call the callbacks by name.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from gateway.connstate import CLOSED, State
@@ -29,11 +30,10 @@ HTTP = 4
 ENGINE = 8
 
 
-class ReadFlow(asyncio.Protocol):
-    __slots__ = ("paused",)
+class ReadFlow:
+    __slots__ = ("paused", "state", "transport")
     paused: int  # the reasons reading is paused, or 0
-    # Provided by the connection class (its __slots__).
-    state: State
+    state: State  # the connection's (gateway.connstate)
     transport: Any
 
     def pause_reading_for(self, reason: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any
+from typing import Any, cast
 
 from gateway.connection import Connection, Routes
 from gateway.context import ConnectionContext
@@ -45,7 +45,9 @@ class Listener:
         self.server: asyncio.AbstractServer | None = None
 
     def _connection(self) -> asyncio.Protocol:
-        return self.connection_class(self.ctx, self.router)
+        # A Connection has every callback of asyncio.Protocol without deriving from it
+        # (its compiled form is an extension type: gateway/flow.py).
+        return cast(asyncio.Protocol, self.connection_class(self.ctx, self.router))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

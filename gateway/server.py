@@ -32,7 +32,7 @@ from prometheus_client.exposition import generate_latest
 from gateway.applications import Application, CallbackApplication, load_application
 from gateway.auth import AuthGate
 from gateway.config import Config, ConfigError
-from gateway.connection import Connection
+from gateway.connection import HOT_PATH, Connection
 from gateway.connection.proxied import connection_class
 from gateway.context import ConnectionContext, Limits, ServerState
 from gateway.http import HttpResponse
@@ -287,6 +287,15 @@ class Gateway:
                 len(self.timers.pending),
             )
         )
+        out.append(
+            Metric(
+                "uvgate_build_info",
+                "gauge",
+                "Always 1; hot_path says whether the compiled hot path or its pure-Python "
+                "twin runs",
+                [({"hot_path": HOT_PATH}, 1)],
+            )
+        )
         if self.pusher is not None:
             out.extend(app_metrics(self.pusher, self.registry))
         for component in self.components:
@@ -490,7 +499,14 @@ class Gateway:
                 await component.start()
         log.info(
             "listening",
-            extra={"fields": {"worker": self.worker, "address": f"{cfg.host}:{self.port}"}},
+            extra={
+                "fields": {
+                    "worker": self.worker,
+                    "address": f"{cfg.host}:{self.port}",
+                    # compiled or pure-python (UVGATE_PURE_PYTHON=1, or no compiler at build)
+                    "hot_path": HOT_PATH,
+                }
+            },
         )
         if self.pusher is not None and self.pusher.api_port is not None:
             log.info(

@@ -5,6 +5,8 @@ Nothing in this package performs I/O or imports asyncio: bytes go in, typed
 events and bytes to send come out.
 """
 
+# First: with UVGATE_PURE_PYTHON=1 every module below loads from its .py source.
+from . import purepy  # noqa: F401  # isort: skip
 from . import closecodes
 from .chunked import ChunkedDecoder
 from .closecodes import is_valid_peer_code

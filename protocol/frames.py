@@ -115,6 +115,18 @@ def _binary_message(data: bytes) -> BinaryMessage:
     return msg
 
 
+# One close frame per connection: the same shortcut.
+_set_close_code = CloseFrame.__dict__["code"].__set__
+_set_close_reason = CloseFrame.__dict__["reason"].__set__
+
+
+def _close_frame(code: int, reason: str) -> CloseFrame:
+    frame = _new(CloseFrame)
+    _set_close_code(frame, code)
+    _set_close_reason(frame, reason)
+    return frame
+
+
 def mask_payload(mask: bytes | bytearray, data: bytes | bytearray) -> bytes:
     """XOR ``data`` with the repeating 4-byte ``mask`` (RFC 6455 5.3).
 
@@ -164,7 +176,7 @@ def _close_event(payload: bytes) -> CloseFrame:
     """Validate a close frame body (RFC 6455 5.5.1, 7.4)."""
     n = len(payload)
     if n == 0:
-        return CloseFrame(1005, "")
+        return _close_frame(1005, "")
     if n == 1:
         raise FrameError(1002, "invalid close frame")
     code = (payload[0] << 8) | payload[1]
@@ -174,7 +186,7 @@ def _close_event(payload: bytes) -> CloseFrame:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:
         raise FrameError(1007, "invalid utf-8 in close reason") from None
-    return CloseFrame(code, reason)
+    return _close_frame(code, reason)
 
 
 class _PartialText:

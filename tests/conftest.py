@@ -10,6 +10,19 @@ from typing import Any
 import pytest
 import uvloop
 
+from tests.hotpath import check_hot_path, describe_hot_path
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return describe_hot_path()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    problem = check_hot_path()
+    if problem:
+        pytest.exit(problem, returncode=2)
+
+
 LOOPS = ("asyncio", "uvloop")
 
 

@@ -9,6 +9,7 @@
 * ``core``       the ``asyncio.Protocol`` callbacks, dispatch, authentication hand-off
 """
 
+from gateway.connection import core
 from gateway.connection.contracts import HttpHandler, Routes, WsHandler
 from gateway.connection.core import Connection
 from gateway.connstate import (
@@ -21,6 +22,12 @@ from gateway.connstate import (
     OPEN,
     State,
 )
+from protocol import frames
+from protocol.purepy import compiled
+
+# Which form of the hot path this process runs: "compiled" (Cython, built by setup.py
+# when a compiler is there) or "pure-python" (no compiler, or UVGATE_PURE_PYTHON=1).
+HOT_PATH = "compiled" if compiled(frames) and compiled(core) else "pure-python"
 
 __all__ = [
     "AUTHENTICATING",
@@ -28,6 +35,7 @@ __all__ = [
     "CLOSED",
     "CLOSING",
     "HANDSHAKE",
+    "HOT_PATH",
     "HTTP",
     "OPEN",
     "Connection",

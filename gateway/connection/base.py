@@ -56,9 +56,7 @@ class ConnectionBase(ReadFlow):
         "request",
         "router",
         "session",
-        "state",
         "subprotocol",
-        "transport",
         "user",
     )
 

@@ -70,21 +70,22 @@ class ForwardedConnection(Connection):
 
 
 class ProxyProtocolConnection(Connection):
-    # No slot of its own: the object turns into a plain Connection once the header is read.
-    __slots__ = ()
+    # True once the header is read: from then on every read goes to Connection's own
+    # data_received. (The object cannot turn into a plain Connection by assigning
+    # __class__: the compiled Connection is an extension type.)
+    __slots__ = ("header_read",)
 
     trusted: ClassVar[TrustedProxies]
     refusals: ClassVar[LogBudget]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.header_read = False
         super().connection_made(transport)
         if self.state is HANDSHAKE and self.ip not in self.trusted:
             self._refuse("peer is not a trusted proxy")
 
     def data_received(self, data: bytes) -> None:
-        if type(self) is Connection:
-            # The header is read. The event loop calls the method it bound when the
-            # connection was made (uvloop caches it), so forward: one check per read.
+        if self.header_read:
             Connection.data_received(self, data)
             return
         if self.state is not HANDSHAKE:
@@ -109,7 +110,7 @@ class ProxyProtocolConnection(Connection):
                 self.ip = intern(header.source[0])
             rest = bytes(pending[header.size :])
             self.buffer = None
-            self.__class__ = Connection  # type: ignore[assignment]
+            self.header_read = True
         except Exception as exc:
             self._internal_error(exc, "PROXY header")
             return

@@ -8,7 +8,8 @@ schedules async ones.
 
 ``requires_message`` tells the gateway whether to wait for a first message at all:
 ``False`` only for the anonymous ``none`` verifier, which authenticates on the
-upgrade alone (echo and Autobahn conformance targets).
+upgrade alone (echo and Autobahn conformance targets). ``needs_connection_info =
+False`` says ``verify`` ignores its ``conn`` argument (only the hmac verifier says so).
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ class BaseVerifier:
     # The gateway waits for a first message and passes it to ``verify``; only the
     # anonymous verifier sets this to False (no auth message expected at all).
     requires_message = True
+    # False: ``verify`` never reads its ``conn`` argument, so the gateway may pass an
+    # empty ConnectionInfo instead of building one per connection (the hmac verifier).
+    needs_connection_info = True
 
     def __init__(self, **options: Any) -> None:
         if options:

@@ -47,6 +47,13 @@ class HmacVerifier(BaseVerifier):
     """
 
     name = "hmac"
+    # verify() reads the message only: no ConnectionInfo is built per connection.
+    needs_connection_info = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "verify" in cls.__dict__:
+            cls.needs_connection_info = True  # a verify of its own may read conn
 
     def __init__(self, *, secret: str, leeway: float = 0) -> None:
         self._key = tokens.TokenKey(_options.string(self.name, "secret", secret))

@@ -92,7 +92,7 @@ class FakeTransport:
 
 
 class Flowing(ReadFlow):
-    __slots__ = ("state", "transport")
+    __slots__ = ()
 
     def __init__(self) -> None:
         self.paused = 0
