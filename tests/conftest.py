@@ -4,13 +4,14 @@ on any exception the event loop reports as unhandled (the kind that hides bugs).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
 import uvloop
 
 from tests.hotpath import check_hot_path, describe_hot_path
+from tests.redis_server import RedisServer, running_redis
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -61,3 +62,10 @@ def arun(loop_kind: str) -> Callable[..., Any]:
         return run_checked(coro, loop_kind, timeout)
 
     return runner
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the session, stopped by pid (each test its own key prefix)."""
+    with running_redis() as server:
+        yield server

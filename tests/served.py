@@ -1,4 +1,9 @@
-"""``uvgate serve`` in a subprocess whose log lines a test can wait for (stopped by pid)."""
+"""Programs the tests run as users do: in a subprocess, on a free port, stopped by pid.
+
+``Program`` is any command, started once its stdout shows a line; ``Served`` is
+``uvgate serve`` with its banner; ``LiveServer`` is ``uvgate serve`` whose log lines a
+test can wait for as they come.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,106 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 PYTHON = sys.executable
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class Program:
+    """``cmd`` in a subprocess, returned once a stdout line contains ``until``.
+
+    ``then`` more lines are read after that one (what the command prints once ready).
+    ``out`` holds the stdout lines read so far (``banner`` the same as one string);
+    ``stop()`` sends SIGTERM (SIGKILL after ``timeout``) and returns the exit status and
+    the whole stderr.
+    """
+
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        *,
+        until: str = "listening on",
+        then: int = 0,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 20,
+    ) -> None:
+        self.proc = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.out: list[str] = []
+        self.then = then
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.out.append(line)
+            if until in line:
+                self.out += self.lines_after_ready(line)
+                return
+        _, err = self.stop()
+        raise AssertionError(f"{list(cmd)} did not start: {self.banner} {err}")
+
+    @property
+    def banner(self) -> str:
+        return "".join(self.out)
+
+    def lines_after_ready(self, line: str) -> list[str]:
+        """Lines the command prints right after its ready line, read before returning."""
+        assert self.proc.stdout is not None
+        return [self.proc.stdout.readline() for _ in range(self.then)]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Served(Program):
+    """``uvgate serve --port <free port> *args``; ``banner`` is what it printed at start."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        super().__init__(
+            [PYTHON, "-m", "gateway", "serve", "--port", str(self.port), *args], env=env
+        )
+
+    def lines_after_ready(self, line: str) -> list[str]:
+        # With hmac one line follows: the demo-token warning (then three more lines
+        # with the token) or how to issue tokens.
+        if "hmac" not in line:
+            return []
+        assert self.proc.stdout is not None
+        follow = [self.proc.stdout.readline()]
+        if follow[0].startswith("WARNING"):
+            follow += [self.proc.stdout.readline() for _ in range(3)]
+        return follow
 
 
 class LiveServer:

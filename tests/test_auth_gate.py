@@ -21,7 +21,7 @@ from gateway.flow import AUTH
 from gateway.server import Gateway
 from protocol.pusher.apps import App
 from tests.gwtest import running_gateway, url
-from tests.test_pusher_ws import QUERY, app_table
+from tests.pusher_ws_helpers import QUERY, app_table
 
 SIGNIN_FIRST = App(id="6", key="key-6", secret="secret-6", first_message="signin")
 HEADERS = {"Cookie": "session=abc; theme=dark", "Authorization": "Bearer t0k3n"}

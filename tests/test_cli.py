@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from gateway.tls import load_tls
 from gateway.tokens import verify_token
 from tests.conftest import run_checked
 from tests.gwtest import self_signed
-from tests.test_gateway_process import free_port
+from tests.served import Program, free_port
 
 PYTHON = sys.executable
 UVGATE = str(Path(sys.executable).parent / "uvgate")
@@ -206,37 +205,6 @@ def test_token_reads_the_secret_from_the_environment():
 
 
 # -- the working directory does not shadow imports ----------------------------------------
-class Started:
-    """A ``uvgate serve`` started in ``cwd``; waits for the banner, stopped by pid."""
-
-    def __init__(self, cmd: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 20
-        self.banner = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.banner += line
-            if "listening on" in line:
-                return
-        _out, err = self.stop()
-        raise AssertionError(f"did not start: {self.banner} {err}")
-
-    def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
-
-
 JWT_SECRET = "a-jwt-secret-of-at-least-thirty-two-bytes"
 
 
@@ -260,7 +228,7 @@ def test_a_jwt_py_in_the_working_directory_does_not_replace_pyjwt(tmp_path: Path
     start = [UVGATE] if how == "script" else [PYTHON, "-m", "gateway"]
     options = json.dumps({"secret": JWT_SECRET})
     cmd = [*start, "serve", "--port", str(port), "--verifier", "jwt", "--verifier-options", options]
-    served = Started(cmd, tmp_path)
+    served = Program(cmd, cwd=tmp_path)
     try:
         run_checked(jwt_auth_ok(port))
     finally:
@@ -298,7 +266,7 @@ def test_custom_verifier_is_loaded_from_import_path_only(tmp_path: Path):
     # ... and import_path (relative to the working directory) is how to ask for it.
     port = free_port()
     cmd = [UVGATE, "serve", "--port", str(port), "--verifier", "club:verify"]
-    served = Started([*cmd, "--import-path", "plugins"], tmp_path)
+    served = Program([*cmd, "--import-path", "plugins"], cwd=tmp_path)
 
     async def main() -> None:
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:

@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 
 from protocol.pusher.apps import DEV_APP
 from tests.conftest import run_checked
-from tests.test_gateway_process import Served
+from tests.served import Served
 
 
 def test_dev_credentials_fit_every_server_library():

@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -23,16 +17,11 @@ from gateway.server import Gateway
 from gateway.tokens import issue_token
 from gateway.verifiers import load_verifier
 from tests.conftest import run_checked
+from tests.served import PYTHON, ROOT, Program, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
 SECRET = "examples-test-secret"
 TICKET_SECRET = "change-me-to-a-long-random-secret"  # examples/custom_verifier.toml
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def recv_json(ws, timeout: float = 5.0):
@@ -144,47 +133,14 @@ def test_custom_verifier_toml_and_function_form_load():
 
 
 # ------------------------------------------------------ the commands README.md shows
-class Program:
-    """A command run from the repository root; stopped by pid."""
-
-    def __init__(self, *args: str, until: str, lines: int = 1) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.out: list[str] = []
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.out.append(line)
-            if until in line:
-                self.out += [self.proc.stdout.readline() for _ in range(lines - 1)]
-                return
-        self.stop()
-        raise AssertionError(f"{args} did not start: {self.out} {self.proc.stderr.read()}")
-
-    def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
-
-
 def test_embed_script_round_trip_and_sigterm():
     port = free_port()
     prog = Program(
-        "examples/embed.py", "--port", str(port), "--interval", "0.1", until="listening", lines=2
+        [PYTHON, "examples/embed.py", "--port", str(port), "--interval", "0.1"],
+        until="listening",
+        then=1,
+        cwd=ROOT,
+        env=UNBUFFERED,
     )
     try:
         first = prog.out[1].split("first message: ", 1)[1].strip()
@@ -207,15 +163,11 @@ def test_embed_script_round_trip_and_sigterm():
 
 def test_custom_verifier_served_from_the_toml_file():
     port = free_port()
+    at_port = ("--port", str(port))
     prog = Program(
-        "-m",
-        "gateway",
-        "serve",
-        "--config",
-        "examples/custom_verifier.toml",
-        "--port",
-        str(port),
-        until="listening on",
+        [PYTHON, "-m", "gateway", "serve", "--config", "examples/custom_verifier.toml", *at_port],
+        cwd=ROOT,
+        env=UNBUFFERED,
     )
     try:
 
@@ -241,7 +193,7 @@ def test_examples_use_only_the_public_api() -> None:
 
     import gateway
 
-    for path in sorted(Path(__file__).resolve().parent.parent.joinpath("examples").glob("*.py")):
+    for path in sorted(ROOT.joinpath("examples").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 top = node.module.partition(".")[0]

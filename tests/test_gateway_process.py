@@ -6,10 +6,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,68 +20,7 @@ from gateway.tokens import verify_token
 from protocol.ids import owner_of
 from tests.conftest import run_checked
 from tests.gwtest import self_signed
-
-PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Served:
-    """``uvgate serve ...`` in a subprocess; stopped by pid."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        cmd = [PYTHON, "-m", "gateway", "serve", "--port", str(self.port), *args]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.banner = self._read_banner()
-
-    def _read_banner(self) -> str:
-        assert self.proc.stdout is not None
-        lines = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "listening on" in line:
-                # With hmac one line follows: the demo-token warning (then three
-                # more lines with the token) or how to issue tokens.
-                if "hmac" in line:
-                    follow = self.proc.stdout.readline()
-                    lines.append(follow)
-                    if follow.startswith("WARNING"):
-                        for _ in range(3):
-                            lines.append(self.proc.stdout.readline())
-                return "".join(lines)
-        self.stop()
-        raise AssertionError(f"gateway did not start: {''.join(lines)} {self.proc.stderr.read()}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            _, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
-
-    def __enter__(self) -> Served:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+from tests.served import PYTHON, Served
 
 
 def test_token_command_issues_a_valid_token():

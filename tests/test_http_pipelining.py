@@ -17,7 +17,7 @@ import orjson
 from protocol.pusher.apps import App
 from tests.gwtest import running_gateway
 from tests.pusher_api_helpers import raw, read_response, signed_target
-from tests.test_pusher_ws import app_table
+from tests.pusher_ws_helpers import app_table
 
 APP = App(id="42", key="key-42", secret="secret-42")
 

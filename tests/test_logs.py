@@ -17,8 +17,7 @@ from websockets.asyncio.client import connect
 
 from gateway.logs import JsonFormatter, LogfmtFormatter
 from tests.conftest import run_checked
-from tests.test_cli import Started
-from tests.test_gateway_process import free_port
+from tests.served import Program, free_port
 
 # A verifier that walks the paths that used to bypass the formatter. It is loaded
 # through --import-path, as an operator's own verifier would be.
@@ -71,7 +70,7 @@ def run_noisy(tmp_path: Path, fmt: str) -> list[str]:
     (tmp_path / "noisy.py").write_text(NOISY)
     port = free_port()
     cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-format", fmt]
-    served = Started([*cmd, "--import-path", ".", "--verifier", "noisy:verify"], tmp_path)
+    served = Program([*cmd, "--import-path", ".", "--verifier", "noisy:verify"], cwd=tmp_path)
     try:
         run_checked(send_each(port, [{"do": "warn"}, {"do": "orphan"}, {"do": "crash"}]))
     finally:
@@ -84,7 +83,7 @@ def run_http_backend_down(tmp_path: Path, fmt: str) -> list[str]:
     port = free_port()
     options = json.dumps({"url": f"http://127.0.0.1:{closed_port()}/auth"})
     cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-format", fmt]
-    served = Started([*cmd, "--verifier", "http", "--verifier-options", options], tmp_path)
+    served = Program([*cmd, "--verifier", "http", "--verifier-options", options], cwd=tmp_path)
     try:
         run_checked(send_each(port, [{"type": "auth", "token": "t"}]))
     finally:

@@ -4,89 +4,28 @@ a thread so the loop keeps serving) and raw signed requests for every refusal.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 import pusher
 import pytest
-from websockets.asyncio.client import connect
 
-from gateway.config import Config
-from gateway.pusher.api import PusherApi
-from gateway.server import Gateway
 from protocol.pusher.apps import App
-from protocol.pusher.signatures import sign_channel, sign_user
-from tests.gwtest import SECRET, metric_samples, sample
-from tests.pusher_api_helpers import call, raw, read_response, request, signed_target
-
-APP = App(id="42", key="key-42", secret="secret-42", client_events=True)
-OTHER = App(id="43", key="key-43", secret="secret-43")
-DISABLED = App(id="44", key="key-44", secret="secret-44", enabled=False)
-SMALL = App(id="45", key="key-45", secret="secret-45", max_channels_per_event=3, max_batch_size=2)
-APPS = (APP, OTHER, DISABLED, SMALL)
-
-
-class Running:
-    def __init__(self, gw: Gateway, api: PusherApi, engine: Any) -> None:
-        self.gw = gw
-        self.api = api
-        self.engine = engine
-
-    @property
-    def port(self) -> int:
-        return self.gw.port
-
-    def client(self, app: App = APP, port: int | None = None) -> pusher.Pusher:
-        return pusher.Pusher(
-            app_id=app.id,
-            key=app.key,
-            secret=app.secret,
-            host="127.0.0.1",
-            port=port or self.port,
-            ssl=False,
-        )
-
-    def ws_url(self, app: App = APP) -> str:
-        return f"ws://127.0.0.1:{self.port}/app/{app.key}?protocol=7&client=py&version=1"
-
-
-def app_table(app: App) -> dict[str, Any]:
-    """``app`` as a ``[[apps]]`` config table."""
-    table: dict[str, Any] = {
-        "id": app.id,
-        "key": app.key,
-        "secret": app.secret,
-        "enabled": app.enabled,
-        "client_events": app.client_events,
-        "max_channels_per_event": app.max_channels_per_event,
-        "max_batch_size": app.max_batch_size,
-    }
-    if app.webhooks:
-        table["webhooks"] = [
-            {"url": w.url, "event_types": sorted(w.event_types)} for w in app.webhooks
-        ]
-    return table
-
-
-@contextlib.asynccontextmanager
-async def pusher_gateway(*apps: App, **options: Any) -> AsyncIterator[Running]:
-    """A gateway with the Pusher service and its HTTP API, as the gateway wires them."""
-    config: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "secret": SECRET, "node_id": 7}
-    config.update(options)
-    config["apps"] = [app_table(a) for a in apps or APPS]
-    gw = Gateway(Config(**config))
-    assert gw.pusher is not None
-    api = gw.pusher.api
-    await gw.start()
-    try:
-        yield Running(gw, api, gw.pusher)
-    finally:
-        await gw.shutdown(grace=1.0)
-
+from tests.gwtest import metric_samples, sample
+from tests.pusher_api_helpers import (
+    APP,
+    DISABLED,
+    OTHER,
+    SMALL,
+    Socket,
+    call,
+    pusher_gateway,
+    raw,
+    read_response,
+    request,
+    signed_target,
+)
 
 EVENT = {"name": "ev", "data": "{}", "channels": ["ch"]}
 
@@ -391,64 +330,6 @@ def test_official_library_trigger_refusals_and_errors(arun):
 
 
 # -- the official library against real subscribers -----------------------------------------
-
-
-class Socket:
-    """A Pusher protocol 7 client over the websockets library."""
-
-    def __init__(self, ws: Any, socket_id: str) -> None:
-        self.ws = ws
-        self.socket_id = socket_id
-
-    @classmethod
-    async def open(cls, run: Running, app: App = APP) -> Socket:
-        ws = await connect(run.ws_url(app), max_queue=None)  # tests may leave replies unread
-        hello = json.loads(await ws.recv())
-        assert hello["event"] == "pusher:connection_established"
-        return cls(ws, json.loads(hello["data"])["socket_id"])
-
-    async def send(self, event: str, data: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps({"event": event, "data": data}))
-
-    async def recv(self, timeout: float = 5) -> dict[str, Any]:
-        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-
-    async def next_event(self, timeout: float = 5) -> dict[str, Any]:
-        """The next message that is not presence bookkeeping."""
-        while True:
-            msg = await self.recv(timeout)
-            if not msg["event"].startswith("pusher_internal:member_"):
-                return msg
-
-    async def subscribe(self, channel: str, user_id: str | None = None, app: App = APP) -> None:
-        data: dict[str, Any] = {"channel": channel}
-        if user_id is not None:
-            channel_data = json.dumps({"user_id": user_id, "user_info": {"n": user_id}})
-            data["channel_data"] = channel_data
-            data["auth"] = sign_channel(app.key, app.secret, self.socket_id, channel, channel_data)
-        elif channel.startswith("private-"):
-            data["auth"] = sign_channel(app.key, app.secret, self.socket_id, channel)
-        await self.send("pusher:subscribe", data)
-        reply = await self.next_event()
-        assert reply["event"] == "pusher_internal:subscription_succeeded", reply
-        assert reply["channel"] == channel
-
-    async def signin(self, user_id: str, app: App = APP) -> None:
-        user_data = json.dumps({"id": user_id})
-        auth = sign_user(app.key, app.secret, self.socket_id, user_data)
-        await self.send("pusher:signin", {"auth": auth, "user_data": user_data})
-        reply = await self.recv()
-        assert reply["event"] == "pusher:signin_success", reply
-
-    async def silent(self, seconds: float = 0.2) -> bool:
-        try:
-            await asyncio.wait_for(self.ws.recv(), seconds)
-        except TimeoutError:
-            return True
-        return False
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 def test_official_trigger_reaches_a_subscriber_and_socket_id_excludes(arun):

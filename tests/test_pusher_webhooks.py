@@ -9,91 +9,27 @@ import json
 import logging
 import statistics
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from gateway.pusher.webhooks import WebhookDispatcher, as_event
 from protocol.pusher.apps import App, StaticAppStore, Webhook
-from protocol.pusher.signatures import verify_webhook_signature
 from protocol.pusher.webhooks import channel_occupied
 from tests.gwtest import metric_samples, sample
-from tests.pusher_api_helpers import call, request
-from tests.test_pusher_api import Running, Socket, pusher_gateway
+from tests.pusher_api_helpers import (
+    Receiver,
+    Running,
+    Socket,
+    call,
+    pusher_gateway,
+    receiver_for,
+    request,
+)
 
 # Short timings instead of the production 3 s / 1 s: the behaviour is the same.
 FAST = {"delay": 0.3, "batch_window": 0.02, "retry_base": 0.1, "retry_max_delay": 0.2}
-
-
-class Receiver:
-    """A webhook endpoint: answers ``statuses`` in turn (then 200), or hangs."""
-
-    def __init__(self, key: str, secret: str) -> None:
-        self.key = key
-        self.secret = secret
-        self.attempts: list[tuple[float, dict[str, Any]]] = []  # (arrival, body)
-        self.events: list[dict[str, Any]] = []  # from 2xx answers only
-        self.bad_signatures = 0
-        self.peers: set[object] = set()  # client addresses: one when the pool reuses
-        self.statuses: deque[int] = deque()
-        self.hang = False
-        self.hanging = 0
-        self.release = asyncio.Event()
-        self.port = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if request.headers.get("X-Pusher-Key") != self.key or not verify_webhook_signature(
-            self.secret, body, request.headers.get("X-Pusher-Signature")
-        ):
-            self.bad_signatures += 1
-            return web.Response(status=401)
-        payload = json.loads(body)
-        self.attempts.append((time.monotonic(), payload))
-        if request.transport is not None:
-            self.peers.add(request.transport.get_extra_info("peername"))
-        if self.hang:
-            self.hanging += 1
-            await self.release.wait()
-            return web.Response(status=503)
-        status = self.statuses.popleft() if self.statuses else 200
-        if status == 200:
-            self.events.extend(payload["events"])
-        return web.Response(status=status, text="ok")
-
-    def names(self, channel: str | None = None) -> list[str]:
-        return [e["name"] for e in self.events if channel is None or e["channel"] == channel]
-
-    async def until(self, check: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; events so far: {self.events}")
-            await asyncio.sleep(0.01)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-
-@contextlib.asynccontextmanager
-async def receiver_for(app: App) -> AsyncIterator[Receiver]:
-    receiver = Receiver(app.key, app.secret)
-    web_app = web.Application()
-    web_app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(web_app, shutdown_timeout=0.5, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    receiver.port = runner.addresses[0][1]
-    try:
-        yield receiver
-    finally:
-        receiver.release.set()
-        await runner.cleanup()
 
 
 def run_app(run: Running) -> App:

@@ -396,7 +396,7 @@ def test_the_old_verifier_finishes_its_verifications_then_is_closed(arun):
 
 
 def test_webhooks_added_by_a_reload_are_sent(arun):
-    from tests.test_pusher_webhooks import receiver_for
+    from tests.pusher_api_helpers import receiver_for
 
     hooked = App(id="7", key="key-7", secret="secret-7")
 

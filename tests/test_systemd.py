@@ -16,7 +16,7 @@ import pytest
 
 from gateway import systemd
 from gateway.config import Config
-from tests.test_gateway_process import Served
+from tests.served import Served
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "examples" / "uvgate.service"

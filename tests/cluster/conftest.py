@@ -1,10 +1,10 @@
-"""A real redis-server for the whole cluster test package (each test uses its own prefix)."""
+"""``cluster_of``: the same cluster cases on the memory engine and on a real redis-server."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -12,16 +12,6 @@ from tests.cluster.harness import TestNode, memory_cluster, redis_cluster
 from tests.redis_server import RedisServer
 
 _prefixes = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=("memory", "redis"))

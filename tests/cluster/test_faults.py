@@ -19,14 +19,14 @@ from typing import Any
 
 from gateway import Config, Gateway
 from protocol.pusher.apps import App, Webhook
-from tests.cluster.test_gateway_cluster import APP, nodes, ready
+from tests.cluster.nodes import APP, nodes, ready
 from tests.conftest import run_checked
 from tests.gwtest import SECRET
-from tests.pusher_api_helpers import call, request
-from tests.redis_server import RedisServer, free_port
+from tests.pusher_api_helpers import call, receiver_for, request
+from tests.pusher_ws_helpers import Client, app_table, decoded
+from tests.redis_server import RedisServer
+from tests.served import free_port
 from tests.tcpproxy import TcpProxy
-from tests.test_pusher_webhooks import receiver_for
-from tests.test_pusher_ws import Client, app_table, decoded
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 _runs = itertools.count(1)  # a prefix per run: the asyncio and uvloop runs share the Redis

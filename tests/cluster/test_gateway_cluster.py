@@ -8,10 +8,7 @@ other; the HTTP API is called on either.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,44 +17,11 @@ from websockets.asyncio.client import connect
 from gateway import Config, Gateway
 from gateway.cluster.node import NodeConflict
 from protocol.pusher.apps import App
+from tests.cluster.nodes import APP, nodes, ready
 from tests.gwtest import SECRET, auth_message, raw_request, status_of, upgrade_request
 from tests.pusher_api_helpers import call, request
+from tests.pusher_ws_helpers import Client, app_table, decoded, settle
 from tests.redis_server import RedisServer
-from tests.test_pusher_ws import Client, app_table, decoded, settle
-
-APP = App(id="1", key="key-1", secret="secret-1", client_events=True)
-_prefixes = itertools.count(1)
-
-
-@contextlib.asynccontextmanager
-async def nodes(
-    redis_url: str, count: int = 2, *, prefix: str | None = None, **options: Any
-) -> AsyncIterator[list[Gateway]]:
-    prefix = prefix or f"g{next(_prefixes)}"
-    gateways: list[Gateway] = []
-    try:
-        for node_id in range(1, count + 1):
-            config = {
-                "host": "127.0.0.1",
-                "port": 0,
-                "secret": SECRET,
-                "node_id": node_id,
-                "apps": [app_table(APP)],
-                "redis_url": redis_url,
-                "redis_prefix": prefix,
-                **options,
-            }
-            gw = Gateway(Config(**config))
-            await gw.start()
-            gateways.append(gw)
-        yield gateways
-    finally:
-        for gw in gateways:
-            await gw.shutdown(grace=0.5)
-
-
-async def ready(gw: Any) -> int:
-    return (await request(gw.port, "GET", "/ready")).status
 
 
 def test_pusher_across_two_nodes(arun: Any, redis_server: RedisServer) -> None:
