@@ -1,7 +1,7 @@
 """Standalone copy of uvgate's HMAC token format (``gateway/tokens.py``).
 
 Kept here so the load generator runs against any server without importing the gateway.
-``tests/test_bench.py`` checks that both produce byte-identical tokens.
+``tests/bench/test_bench.py`` checks that both produce byte-identical tokens.
 
 Format: ``v1.<base64url(claims JSON)>.<base64url(HMAC-SHA256(secret, "v1." + claims_b64))>``.
 """

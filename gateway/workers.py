@@ -108,8 +108,6 @@ async def serve_worker(
         if exc.errno is None:
             raise ListenError(_one_line(exc)) from None
         raise ListenError(describe_bind_error(config.host, config.port, exc)) from None
-    if on_ready is not None:
-        on_ready(gateway.port)
     loop = asyncio.get_running_loop()
     told = False
     reloading = asyncio.Lock()
@@ -159,10 +157,13 @@ async def serve_worker(
             gateway.tasks.spawn(do_reload())
 
     signals = (signal.SIGTERM, signal.SIGINT)
-    # Handlers first: a SIGTERM sent as soon as READY arrives must find them.
+    # Handlers first: a SIGTERM or SIGHUP sent as soon as the start line or READY is
+    # seen must find them (SIGHUP's default action would kill the gateway).
     for sig in signals:
         loop.add_signal_handler(sig, stop)
     loop.add_signal_handler(signal.SIGHUP, hup)
+    if on_ready is not None:
+        on_ready(gateway.port)
     if notify:
         systemd.ready()
     try:

@@ -1,4 +1,4 @@
-"""Verifiers loaded by dotted path in tests/test_verifiers.py."""
+"""Verifiers loaded by dotted path in tests/gateway/verifiers/test_verifiers.py."""
 
 from __future__ import annotations
 

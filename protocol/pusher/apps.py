@@ -68,7 +68,7 @@ class App:
 
 
 # The id is numeric: the Pusher Python library refuses any other ("Invalid app id"); the
-# Node and PHP libraries take any id. Key and secret are soketi's (tests/test_dev_app.py).
+# Node and PHP libraries take any id. Key and secret are soketi's (tests/gateway/test_dev_app.py).
 DEV_APP = App(id="12345", key="app-key", secret="app-secret", name="dev", client_events=True)
 
 

@@ -1,5 +1,5 @@
 // Shared pieces of the end-to-end tests: the gateway's address and apps (from the
-// environment set by tests/test_pusher_js.py), pusher-js / laravel-echo clients pointed at
+// environment set by tests/gateway/pusher/test_pusher_js.py), pusher-js / laravel-echo clients pointed at
 // it, a real Laravel-style auth endpoint, and bounded waits that fail with a clear message.
 //
 // Run alone (gateway already running):
@@ -16,7 +16,7 @@ export { Pusher, PusherServer, Echo };
 
 function need(name) {
   const value = process.env[name];
-  if (!value) throw new Error(`environment variable ${name} is not set (see tests/test_pusher_js.py)`);
+  if (!value) throw new Error(`environment variable ${name} is not set (see tests/gateway/pusher/test_pusher_js.py)`);
   return value;
 }
 
@@ -308,7 +308,7 @@ export async function subscribed(channel, what = 'subscription') {
 /**
  * A gateway process this test file starts and stops itself (`python -m gateway serve
  * --config <toml>`), for restarts and multi-worker setups. Needs UVGATE_JS_PYTHON and
- * UVGATE_JS_ROOT (set by tests/test_pusher_js.py).
+ * UVGATE_JS_ROOT (set by tests/gateway/pusher/test_pusher_js.py).
  */
 export class GatewayProcess {
   static get available() {

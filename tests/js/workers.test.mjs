@@ -20,9 +20,9 @@ import {
 
 const CONFIG = process.env.UVGATE_JS_WORKERS_CONFIG;
 const PORT = Number(process.env.UVGATE_JS_WORKERS_PORT);
-// tests/test_pusher_js.py gives the 2-worker gateway's config (and its redis-server).
+// tests/gateway/pusher/test_pusher_js.py gives the 2-worker gateway's config (and its redis-server).
 const skip = !(CONFIG && PORT && GatewayProcess.available)
-  ? 'no 2-worker gateway configured (run through tests/test_pusher_js.py)'
+  ? 'no 2-worker gateway configured (run through tests/gateway/pusher/test_pusher_js.py)'
   : false;
 const gw = skip ? null : new GatewayProcess(CONFIG, PORT);
 const N = 8; // P(all N on one worker) = 2 / 2**N

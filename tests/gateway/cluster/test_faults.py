@@ -14,21 +14,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from gateway import Config, Gateway
 from protocol.pusher.apps import App, Webhook
-from tests.cluster.nodes import APP, nodes, ready
 from tests.conftest import run_checked
+from tests.gateway.cluster.nodes import APP, nodes, ready
 from tests.gwtest import SECRET
 from tests.pusher_api_helpers import call, receiver_for, request
 from tests.pusher_ws_helpers import Client, app_table, decoded
 from tests.redis_server import RedisServer
-from tests.served import free_port
+from tests.served import ROOT, free_port
 from tests.tcpproxy import TcpProxy
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 _runs = itertools.count(1)  # a prefix per run: the asyncio and uvloop runs share the Redis
 
 

@@ -54,7 +54,7 @@ def probe_factory():
 
 
 def _cfg(scenario: str, port: int, pid: int, **kw: object) -> RunConfig:
-    # The Python generator here; tests/test_bench_native.py runs the same jobs natively.
+    # The Python generator here; tests/bench/test_native.py runs the same jobs natively.
     cfg = RunConfig(
         scenario=scenario,
         port=port,

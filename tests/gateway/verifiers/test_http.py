@@ -421,7 +421,7 @@ def test_backend_failures_are_logged_without_flooding(run, caplog):
         finally:
             await v.aclose()
 
-    # Under uvgate.*: the configured log format applies (tests/test_logs.py checks it).
+    # Under uvgate.*: the configured log format applies (tests/gateway/test_logs.py checks it).
     with caplog.at_level(logging.WARNING, logger="uvgate.verifiers.http"):
         run(go())
     records = [r for r in caplog.records if r.name == "uvgate.verifiers.http"]

@@ -27,8 +27,8 @@ import pytest
 
 from tests.gwtest import self_signed
 from tests.redis_server import RedisServer
+from tests.served import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "tests" / "js"
 NODE = shutil.which("node")
 NPM = shutil.which("npm")

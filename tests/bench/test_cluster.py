@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.served import ROOT
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")

@@ -30,8 +30,8 @@ from gateway.config import Config
 from protocol.pusher.apps import DEV_APP
 from tests.gwtest import running_gateway
 from tests.pusher_api_helpers import read_response, signed_target
+from tests.served import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "nginx.conf"
 UPSTREAM = "server 127.0.0.1:6001;"
 LISTEN = "listen 80;"

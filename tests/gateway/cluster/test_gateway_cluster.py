@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from gateway import Config, Gateway
 from gateway.cluster.node import NodeConflict
 from protocol.pusher.apps import App
-from tests.cluster.nodes import APP, nodes, ready
+from tests.gateway.cluster.nodes import APP, nodes, ready
 from tests.gwtest import SECRET, auth_message, raw_request, status_of, upgrade_request
 from tests.pusher_api_helpers import call, request
 from tests.pusher_ws_helpers import Client, app_table, decoded, settle

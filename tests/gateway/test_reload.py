@@ -134,6 +134,15 @@ def test_a_bad_file_is_one_line_and_changes_nothing(tmp_path: Path, text: str, p
         run_checked(main())
 
 
+def test_a_sighup_as_soon_as_the_start_line_is_printed_reloads(tmp_path: Path):
+    # The handler is installed before the start line (and READY): SIGHUP's default action
+    # would otherwise kill a gateway reloaded right after it came up.
+    cfg = write(tmp_path / "uvgate.toml", 'pusher = false\nsecret = "one"\n')
+    with LiveServer(config=cfg) as server:
+        reload(server)
+        assert server.proc.poll() is None
+
+
 def test_options_that_need_a_restart_are_named_and_kept(tmp_path: Path):
     cfg = write(tmp_path / "uvgate.toml", 'pusher = false\nsecret = "one"\n')
     with LiveServer(config=cfg) as server:
@@ -303,9 +312,13 @@ def test_every_worker_reloads_and_systemd_hears_of_it(tmp_path: Path, workers: i
                 server.send(signal.SIGHUP)
                 assert b"RELOADING=1" in await asyncio.to_thread(sock.recv, 4096)
                 assert b"READY=1" in await asyncio.to_thread(sock.recv, 4096)
-                # Each worker applied it (both said so before READY).
+                # Each worker applied it (both said so before READY; their lines reach
+                # this process through a pipe, so wait for them rather than race them).
+                for _ in range(workers):
+                    seen_at = server.wait_log("configuration reloaded", start=mark)
+                    mark = server.lines.index(seen_at, mark) + 1
                 done = [line for line in server.lines[mark:] if "configuration reloaded" in line]
-                assert len(done) == workers, server.lines[mark:]
+                assert done == [], "more reloads than workers"
                 seen = set()
                 for i in range(40):
                     ws, ack = await native(server.port, "two", f"n{i}")
@@ -361,7 +374,7 @@ def test_the_old_verifier_finishes_its_verifications_then_is_closed(arun):
     Gated.instances.clear()
 
     async def main():
-        spec = "tests.test_reload:Gated"
+        spec = "tests.gateway.test_reload:Gated"
         async with running_gateway(
             verifier=spec, verifier_options={"tag": "a"}, pusher=False
         ) as gw:

@@ -16,7 +16,7 @@ import pytest
 
 from protocol.pusher.apps import App, Webhook
 from protocol.pusher.errors import SubscriptionError
-from tests.cluster.harness import answer, settle
+from tests.gateway.cluster.harness import answer, settle
 
 APP = App(id="1", key="k1", secret="s1", client_events=True, max_presence_members=3)
 OTHER = App(id="2", key="k2", secret="s2")

@@ -16,9 +16,8 @@ import pytest
 
 from gateway import systemd
 from gateway.config import Config
-from tests.served import Served
+from tests.served import ROOT, Served
 
-ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "examples" / "uvgate.service"
 UVGATE = Path(sys.executable).parent / "uvgate"
 

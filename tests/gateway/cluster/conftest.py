@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.cluster.harness import TestNode, memory_cluster, redis_cluster
+from tests.gateway.cluster.harness import TestNode, memory_cluster, redis_cluster
 from tests.redis_server import RedisServer
 
 _prefixes = itertools.count(1)
