@@ -12,7 +12,7 @@ import pytest
 from bench.bottleneck import Inputs, classify
 from bench.cli import build_parser, failure_verdict
 from bench.cli import main as bench_main
-from bench.compare import bound_summary
+from bench.compare_report import bound_summary
 from bench.config import RunConfig
 from bench.native import NativeUnavailable, build_generator, find_compiler
 from bench.runner import run
