@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 log = logging.getLogger("uvgate.tasks")
@@ -40,11 +40,7 @@ class TaskGroup:
     async def cancel_all(self) -> None:
         """Cancel every task but the caller's own and wait for them to finish."""
         me = asyncio.current_task()
-        others = [t for t in self._tasks if t is not me]
-        for task in others:
-            task.cancel()
-        if others:
-            await asyncio.gather(*others, return_exceptions=True)
+        await cancel_and_wait(t for t in self._tasks if t is not me)
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most ``timeout`` s) for the tasks running now, the caller's excepted."""
@@ -55,3 +51,12 @@ class TaskGroup:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has finished, whatever it raised."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)

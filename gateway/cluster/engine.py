@@ -38,7 +38,7 @@ from protocol.pusher.apps import App
 from protocol.pusher.cache import CachedEvent
 from protocol.pusher.channels import classify, is_valid_channel_name
 from protocol.pusher.engine import Local
-from protocol.pusher.errors import PRESENCE_FULL, SubscriptionError
+from protocol.pusher.errors import presence_full
 from protocol.pusher.hub import Delivery, Target
 from protocol.pusher.presence import PresenceMember
 from protocol.pusher.state import ChannelState, Joined
@@ -330,13 +330,7 @@ class RedisEngine:
         if reply[0] == b"full":
             sub.pending.pop(socket_id, None)
             self._release(key)
-            raise SubscriptionError(
-                channel,
-                PRESENCE_FULL,
-                "The presence channel has reached its member limit",
-                type="LimitReached",
-                status=403,
-            )
+            raise presence_full(channel)
         _, total, first, roster, cached = reply
         members = None
         if member is not None:

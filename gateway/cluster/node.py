@@ -33,6 +33,7 @@ from gateway.cluster.outbox import Outbox
 from gateway.cluster.pubsub import Subscriber
 from gateway.cluster.relay import NativeRelay
 from gateway.metrics import Metric
+from gateway.tasks import cancel_and_wait
 from protocol.ids import MAX_NODE_ID, MAX_WORKERS
 
 log = logging.getLogger("uvgate.cluster")
@@ -116,11 +117,7 @@ class ClusterNode:
             self.outbox.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._resyncing is not None:
             self._resyncing.cancel()
         if self.outbox is not None:

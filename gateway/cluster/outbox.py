@@ -24,6 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from gateway.cluster.link import Link, Unavailable
 from gateway.pusher.webhooks import WebhookDispatcher
+from gateway.tasks import cancel_and_wait
 from protocol.pusher.apps import App
 from protocol.pusher.webhooks import WebhookEvent
 
@@ -81,11 +82,7 @@ class Outbox:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         await self._flush_acks()
         await self.reader.aclose()
 

@@ -72,6 +72,18 @@ class SubscriptionError(PusherError):
         return self.code == UNAUTHORIZED
 
 
+def presence_full(channel: str) -> SubscriptionError:
+    """The refusal of a join past the app's ``max_presence_members`` (this node's count
+    or the cluster's: both say it the same way)."""
+    return SubscriptionError(
+        channel,
+        PRESENCE_FULL,
+        "The presence channel has reached its member limit",
+        type="LimitReached",
+        status=403,
+    )
+
+
 class ApiError(ProtocolError):
     """HTTP API refusal: respond with ``status`` and ``{"error": message}``."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from .errors import PRESENCE_FULL, SubscriptionError
+from .errors import presence_full
 
 MAX_USER_ID_LENGTH = 128
 MAX_USER_INFO_BYTES = 1024
@@ -148,13 +148,7 @@ class PresenceRoster:
         if len(members) >= limit:
             if not members:
                 del self._channels[channel], self._infos[channel]
-            raise SubscriptionError(
-                channel,
-                PRESENCE_FULL,
-                "The presence channel has reached its member limit",
-                type="LimitReached",
-                status=403,
-            )
+            raise presence_full(channel)
         member = members[user_id] = _Member(user_info)
         member.sockets.add(socket_id)
         self._infos[channel][user_id] = user_info
