@@ -321,6 +321,10 @@ def _mib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 1048576:.1f} MiB"
 
 
+# --server-pid: the process still there, gone, or not watched.
+_PID_STATE = {True: "pid alive", False: "pid GONE", None: "no --server-pid"}
+
+
 def format_report(rep: dict[str, Any]) -> str:
     g, s = rep["good"], rep["server"]
     fails = ", ".join(f"{k} {v}" for k, v in g["failures"].items()) or "none"
@@ -332,7 +336,8 @@ def format_report(rep: dict[str, Any]) -> str:
         + (f" (stopped early: {rep['stopped_early']})" if rep["stopped_early"] else ""),
         f"good clients: {g['clients']}, {g['sessions']} sessions, {g['authenticated']} authenticated, "
         f"{g['echoes']:,} echoes checked; failures: {fails}",
-        f"server alive: {'yes' if s['alive'] else 'NO'} (pid {s['pid_alive']}, probe {s['probe']})",
+        f"server alive: {'yes' if s['alive'] else 'NO'} ({_PID_STATE[s['pid_alive']]}, "
+        f"probe {s['probe']})",
         f"RSS: before {_mib(s.get('rss_before'))}, after warm-up {_mib(s.get('rss_warm'))}, "
         f"plateau {_mib(s.get('rss_plateau'))}, max {_mib(s.get('rss_max'))}, "
         f"after {_mib(s.get('rss_after'))}; trend over the last half "
