@@ -244,7 +244,11 @@ class WebhookDispatcher:
                 app, WebhookScheduler(app.webhooks, **self.scheduler_options)
             )
         elif hooks.app is not app:
-            hooks.app = app  # rotated secret: sign with the current one
+            # A reload replaced the app: sign with its current secret, post to its
+            # current webhooks (what is already batched goes where it was bound).
+            if app.webhooks != hooks.app.webhooks:
+                hooks.scheduler.retarget(app.webhooks)
+            hooks.app = app
         return hooks
 
     def _watch(self, hooks: _AppHooks) -> None:

@@ -162,6 +162,14 @@ def retry_delays(base: float = 1.0, max_delay: float = 60.0, window: float = 300
     return delays
 
 
+def _wanted_by(webhooks: Sequence[Webhook]) -> frozenset[str]:
+    """The event names at least one of ``webhooks`` wants."""
+    wanted: set[str] = set()
+    for hook in webhooks:
+        wanted |= hook.event_types or _ALL_TYPES
+    return frozenset(wanted)
+
+
 class WebhookScheduler:
     """Batching, delayed vacate/remove with cancellation, and retries for one app.
 
@@ -201,16 +209,24 @@ class WebhookScheduler:
         self._delayed: OrderedDict[tuple[str, str, str | None], tuple[float, WebhookEvent]] = (
             OrderedDict()
         )
-        self._open: dict[int, _Open] = {}  # webhook index -> open batch
-        # Full batches, flushed by the next due(): (webhook index, events, ready since).
-        self._ready: list[tuple[int, list[WebhookEvent], float]] = []
+        # Batches are keyed by the webhook itself, not its place in the list: a reload
+        # that changes the list (``retarget``) leaves the batches already open intact.
+        self._open: dict[Webhook, _Open] = {}  # webhook -> open batch
+        # Full batches, flushed by the next due(): (webhook, events, ready since).
+        self._ready: list[tuple[Webhook, list[WebhookEvent], float]] = []
         self._queued = 0  # events in _open and _ready
         self._retries: list[tuple[float, int, Delivery]] = []  # heap on retry time
         self._ids = itertools.count(1)
-        wanted: set[str] = set()
-        for hook in self.webhooks:
-            wanted |= hook.event_types or _ALL_TYPES
-        self._wanted = frozenset(wanted)
+        self._wanted = _wanted_by(self.webhooks)
+
+    def retarget(self, webhooks: Sequence[Webhook]) -> None:
+        """Send the events queued from now on to ``webhooks`` (the app's after a reload).
+
+        Batches already open or full, and deliveries waiting for a retry, still go where
+        they were bound; delayed vacated/removed events go to the new list when released.
+        """
+        self.webhooks = tuple(webhooks)
+        self._wanted = _wanted_by(self.webhooks)
 
     # -- input ---------------------------------------------------------------------------
 
@@ -240,17 +256,17 @@ class WebhookScheduler:
             self._enqueue(event, now)
 
     def _enqueue(self, event: WebhookEvent, now: float) -> None:
-        for index, hook in enumerate(self.webhooks):
+        for hook in self.webhooks:
             if not hook.wants(event.name):
                 continue
-            batch = self._open.get(index)
+            batch = self._open.get(hook)
             if batch is None:
-                batch = self._open[index] = _Open(now + self.batch_window)
+                batch = self._open[hook] = _Open(now + self.batch_window)
             batch.events.append(event)
             self._queued += 1
             if len(batch.events) >= self.max_batch_events:
-                del self._open[index]
-                self._ready.append((index, batch.events, now))
+                del self._open[hook]
+                self._ready.append((hook, batch.events, now))
         self._bound()
 
     def _bound(self) -> None:
@@ -265,10 +281,10 @@ class WebhookScheduler:
                 if not events:
                     self._ready.pop(0)
             else:
-                index, batch = min(self._open.items(), key=lambda item: item[1].deadline)
+                hook, batch = min(self._open.items(), key=lambda item: item[1].deadline)
                 batch.events.pop(0)
                 if not batch.events:
-                    del self._open[index]
+                    del self._open[hook]
             self._queued -= 1
 
     # -- output --------------------------------------------------------------------------
@@ -284,19 +300,19 @@ class WebhookScheduler:
             # Released events skip the batching window: they already waited.
             self._enqueue(event, now - self.batch_window)
         out: list[Delivery] = []
-        for index, events, _ in self._ready:
-            out.append(self._delivery(index, events, now))
+        for hook, events, _ in self._ready:
+            out.append(self._delivery(hook, events, now))
         self._ready.clear()
-        for index in [i for i, b in self._open.items() if b.deadline <= now]:
-            out.append(self._delivery(index, self._open.pop(index).events, now))
+        for hook in [h for h, b in self._open.items() if b.deadline <= now]:
+            out.append(self._delivery(hook, self._open.pop(hook).events, now))
         retries = self._retries
         while retries and retries[0][0] <= now:
             out.append(heapq.heappop(retries)[2])
         return out
 
-    def _delivery(self, index: int, events: list[WebhookEvent], now: float) -> Delivery:
+    def _delivery(self, hook: Webhook, events: list[WebhookEvent], now: float) -> Delivery:
         self._queued -= len(events)
-        return Delivery(next(self._ids), self.webhooks[index], tuple(events), 0, now)
+        return Delivery(next(self._ids), hook, tuple(events), 0, now)
 
     def failed(self, delivery: Delivery, now: float) -> bool:
         """The POST failed (non-2xx or network error). Schedules the next attempt and

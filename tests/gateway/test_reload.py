@@ -437,3 +437,38 @@ def test_webhooks_added_by_a_reload_are_sent(arun):
             assert gw.pusher.store.by_key("key-7") is not None
 
     arun(main())
+
+
+def test_a_webhook_url_changed_by_a_reload_is_used(arun):
+    from tests.pusher_api_helpers import receiver_for
+
+    hooked = App(id="7", key="key-7", secret="secret-7")
+
+    def table(url: str) -> dict[str, Any]:
+        hook = {"url": url, "event_types": ["channel_occupied"]}
+        return {"id": "7", "key": "key-7", "secret": "secret-7", "webhooks": [hook]}
+
+    async def occupy(port: int, channel: str) -> None:
+        ws, _ = await pusher_socket(port, hooked.key)
+        await ws.send(json.dumps({"event": "pusher:subscribe", "data": {"channel": channel}}))
+        await ws.recv()
+        await ws.close()
+
+    def channels(receiver: Any) -> list[str]:
+        return [e["channel"] for e in receiver.events]
+
+    async def main():
+        async with (
+            receiver_for(hooked) as first,
+            receiver_for(hooked) as second,
+            running_gateway(apps=[table(first.url)]) as gw,
+        ):
+            await occupy(gw.port, "before")
+            await first.until(lambda: channels(first) == ["before"])
+            plan = await gw.reload(gw.config.replace(apps=[table(second.url)]))
+            assert plan.changed == ("apps",)
+            await occupy(gw.port, "after")
+            await second.until(lambda: channels(second) == ["after"])
+            assert channels(first) == ["before"]
+
+    arun(main())

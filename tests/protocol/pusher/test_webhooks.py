@@ -116,6 +116,22 @@ def test_event_type_filter_and_fan_out():
     }
 
 
+def test_retarget_sends_what_follows_to_the_new_webhooks():
+    old, new = Webhook("http://old"), Webhook("http://new", frozenset({"channel_vacated"}))
+    s = WebhookScheduler([old], batch_window=1.0)
+    s.add(w.channel_occupied("a"), 0)  # batched for the old webhook
+    s.add(w.channel_vacated("b"), 0)  # delayed: goes where the list says when released
+    s.retarget([new])
+    s.add(w.channel_occupied("c"), 0.5)  # the new webhook does not want it
+    s.add(w.channel_vacated("d"), 0.5)
+    by_url: dict[str, list[str]] = {}
+    for now in (1.0, 3.0, 3.5, 4.5):
+        for d in s.due(now):
+            by_url.setdefault(d.webhook.url, []).extend(e.channel for e in d.events)
+    assert by_url == {"http://old": ["a"], "http://new": ["b", "d"]}
+    assert s.pending() == 0
+
+
 def test_unwanted_events_are_dropped_early():
     s = WebhookScheduler([Webhook("http://a", frozenset({"member_added"}))])
     s.add(w.channel_occupied("a"), 0)
