@@ -73,13 +73,14 @@ class ProxyProtocolConnection(Connection):
     # True once the header is read: from then on every read goes to Connection's own
     # data_received. (The object cannot turn into a plain Connection by assigning
     # __class__: the compiled Connection is an extension type.)
-    __slots__ = ("header_read",)
+    __slots__ = ("header_read", "source_port")
 
     trusted: ClassVar[TrustedProxies]
     refusals: ClassVar[LogBudget]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.header_read = False
+        self.source_port: int | None = None  # the client's, once the header names it
         super().connection_made(transport)
         if self.state is HANDSHAKE and self.ip not in self.trusted:
             self._refuse("peer is not a trusted proxy")
@@ -108,6 +109,7 @@ class ProxyProtocolConnection(Connection):
                 return
             if header.source is not None:
                 self.ip = intern(header.source[0])
+                self.source_port = header.source[1]
             rest = bytes(pending[header.size :])
             self.buffer = None
             self.header_read = True
@@ -116,6 +118,14 @@ class ProxyProtocolConnection(Connection):
             return
         if rest:
             Connection.data_received(self, rest)
+
+    @property
+    def peer(self) -> tuple[str, int]:
+        """The client's (ip, port) from the PROXY header (the proxy's without one)."""
+        ip, port = super().peer
+        if self.source_port is not None and port:
+            port = self.source_port
+        return (ip, port)
 
     def _refuse(self, reason: str) -> None:
         self.ctx.stats.proxy_refused += 1

@@ -32,9 +32,11 @@ class SeesTheClient(BaseVerifier):
     def __init__(self) -> None:
         super().__init__()
         self.seen: list[str] = []
+        self.ports: list[int] = []
 
     def verify(self, message: Mapping[str, Any], conn: ConnectionInfo) -> Identity:
         self.seen.append(conn.remote_ip)
+        self.ports.append(conn.remote_port)
         if message.get("token") != "good":
             raise AuthFailed(4401, "bad token")
         return Identity(user="u")
@@ -186,11 +188,11 @@ LOCAL = encode_v2(("203.0.113.22", 1), ("127.0.0.1", 2), local=True)
 
 
 @pytest.mark.parametrize(
-    ("header", "client"),
-    [(V1, "203.0.113.21"), (V2, "2001:db8::21"), (LOCAL, "127.0.0.1")],
+    ("header", "client", "client_port"),
+    [(V1, "203.0.113.21", 40000), (V2, "2001:db8::21", 40001), (LOCAL, "127.0.0.1", None)],
     ids=["v1", "v2", "v2-local"],
 )
-def test_proxy_protocol_names_the_client(arun, header: bytes, client: str):
+def test_proxy_protocol_names_the_client(arun, header: bytes, client: str, client_port: int | None):
     verifier = SeesTheClient()
 
     async def main():
@@ -208,6 +210,9 @@ def test_proxy_protocol_names_the_client(arun, header: bytes, client: str):
             assert gw.stats.proxy_refused == 0
         # X-Forwarded-For is the client's own writing here: not read.
         assert verifier.seen == [client]
+        # The client's port too (a LOCAL header names nobody: the proxy's own).
+        [port] = verifier.ports
+        assert port == client_port if client_port is not None else port > 0
 
     arun(main())
 
