@@ -297,7 +297,7 @@ class Gateway:
             )
         )
         if self.pusher is not None:
-            out.extend(app_metrics(self.pusher, self.registry))
+            out.extend(app_metrics(self.pusher))
         for component in self.components:
             out.extend(component.metrics())
         return out

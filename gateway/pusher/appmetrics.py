@@ -1,8 +1,8 @@
 """The Pusher series per app (label ``app_id``, as soketi's), read at scrape time.
 
-Connections are counted over this node's open connections when scraped (the hub keeps
-no per-app count, and the engine's is the cluster's); messages and client events are the
-handler's per-app counters; the HTTP API reports its own (``PusherApi.metrics``).
+Connections are the hub's count of this node's open connections per app (the engine's
+count is the cluster's); messages and client events are the handler's per-app counters;
+the HTTP API reports its own (``PusherApi.metrics``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from gateway.metrics import Metric
-from protocol.pusher.hub import Session
 
 __all__ = ["app_metrics"]
 
@@ -26,17 +25,14 @@ def _per_app(
     return metric
 
 
-def app_metrics(service: Any, connections: Iterable[Any]) -> list[Metric]:
-    """``service``: the gateway's ``PusherService``; ``connections``: its open ones."""
+def app_metrics(service: Any) -> list[Metric]:
+    """``service``: the gateway's ``PusherService``."""
     store = service.store
     # Every configured app has a series, 0 when nobody is connected.
     connected: Counter[str] = Counter(
         {app.id: 0 for app in store} if isinstance(store, Iterable) else {}
     )
-    for conn in connections:
-        session = conn.session
-        if isinstance(session, Session):
-            connected[session.app.id] += 1
+    connected.update(service.hub.connections())
     handler = service.handler
     return [
         _per_app(

@@ -152,9 +152,10 @@ class Session(Generic[H]):
 class _Local(Generic[H]):
     """The local index of one app (see the module docstring)."""
 
-    __slots__ = ("channels", "users", "watchers")
+    __slots__ = ("channels", "connections", "users", "watchers")
 
     def __init__(self) -> None:
+        self.connections = 0  # open on this node (the engine's count is the deployment's)
         self.channels: dict[str, set[H]] = {}  # "#server-to-user-*" excluded: see ``users``
         self.users: dict[str, set[H]] = {}
         self.watchers: dict[str, set[H]] = {}
@@ -192,11 +193,13 @@ class PusherHub(Generic[H]):
     # =========================================================== connections
     def open(self, app: App, handle: H, socket_id: str, now: float) -> Session[H]:
         """A connection of ``app`` opened (the engine counted it against the quota)."""
+        self._index(app).connections += 1
         return Session(app, handle, socket_id, now)
 
     def closing(self, session: Session[H]) -> Closing:
         """The connection closed: drop it from every local index; returns what the
-        engine must undo (its subscriptions, its signin)."""
+        engine must undo (its subscriptions, its signin). Called once per ``open``."""
+        self._index(session.app).connections -= 1
         leaves: list[tuple[str, str | None]] = []
         if session.channels:
             for channel in list(session.channels):
@@ -351,6 +354,10 @@ class PusherHub(Generic[H]):
         local = self._local.get(app_id)
         have = local.users.get(user_id) if local is not None else None
         return list(have) if have else []
+
+    def connections(self) -> dict[str, int]:
+        """App id -> connections open on this node (apps that ever had one)."""
+        return {app_id: local.connections for app_id, local in self._local.items()}
 
     def sizes(self, app: App) -> dict[str, int]:
         """How many entries each local index of ``app`` holds (leak checks)."""

@@ -255,8 +255,10 @@ def test_close_leaves_no_trace(node: Node) -> None:
         node.subscribe(s, grant("presence-x", f"u{i % 2}"))
         node.signin(s, SignedInUser(f"u{i % 2}", None, ("u0", "u1"), "{}"))
     assert node.engine.connection_count(APP) == 4
+    assert node.hub.connections() == {APP.id: 4}
     for s in sessions:
         node.close(s)
+    assert node.hub.connections() == {APP.id: 0}
     assert set(node.hub.sizes(APP).values()) == {0}
     assert set(node.engine.sizes(APP).values()) == {0}
     assert node.engine.channels(APP) == {}
