@@ -102,10 +102,12 @@ conformance: $(STAMP_DEPS)
 	$(PY) -m tests.conformance.run
 
 # Coverage-guided fuzzing, bounded: each target runs FUZZ_SECONDS from its corpus in
-# tests/fuzz/corpus/<target>/; findings land in tests/fuzz/crashes/<target>/.
+# tests/fuzz/corpus/<target>/; findings land in tests/fuzz/crashes/<target>/. On the
+# pure-Python twin: atheris sees the coverage of Python code only, and a compiled parser
+# would leave it blind. `make test` replays the corpora and crashes against both forms.
 fuzz: $(STAMP_DEPS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[fuzz]'
-	$(PY) -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	UVGATE_PURE_PYTHON=1 $(PY) -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench: $(STAMP_DEPS)
 	$(PY) -m bench compare

@@ -12,7 +12,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
-from importlib.machinery import ModuleSpec
+from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
 
 __all__ = ["FORCED", "GatewaySourceFirst"]
@@ -38,4 +38,8 @@ class GatewaySourceFirst:
 
 
 if FORCED and not any(isinstance(f, GatewaySourceFirst) for f in sys.meta_path):
-    sys.meta_path.insert(0, GatewaySourceFirst())
+    # Just before the path finder, which would find the extension first; not at the
+    # front: an import hook that wraps the finders after it (atheris instruments the
+    # modules they find, for coverage-guided fuzzing) must still see these modules.
+    _at = sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else 0
+    sys.meta_path.insert(_at, GatewaySourceFirst())

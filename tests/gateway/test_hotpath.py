@@ -67,6 +67,36 @@ def test_without_the_switch_the_compiled_modules_run() -> None:
         assert modules[name] is True, name
 
 
+# An import hook in front (atheris, for ``make fuzz``) asks the finders after it and wraps
+# what they find: the twin's finder must be among them, not in front of the hook.
+HOOKED = """
+import sys
+seen = {}
+class Hook:
+    def find_spec(self, name, path, target=None):
+        if name in ("protocol.frames", "gateway.connection.core"):
+            for finder in sys.meta_path[sys.meta_path.index(self) + 1 :]:
+                spec = finder.find_spec(name, path, target)
+                if spec is not None:
+                    seen[name] = spec.origin
+                    break
+        return None
+sys.meta_path.insert(0, Hook())
+import gateway.connection, protocol.frames
+print(seen["protocol.frames"], seen["gateway.connection.core"])
+"""
+
+
+def test_an_import_hook_in_front_still_sees_the_twin() -> None:
+    env = {**os.environ, "UVGATE_PURE_PYTHON": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", HOOKED], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    frames, core = done.stdout.split()
+    assert frames.endswith("protocol/frames.py") and core.endswith("connection/core.py")
+
+
 def test_metrics_say_which_form_runs() -> None:
     text = Gateway(Config(secret="s", pusher=False)).metrics_text()
     assert f'uvgate_build_info{{hot_path="{HOT_PATH}",worker="0"}} 1.0' in text
