@@ -4,6 +4,8 @@ on any exception the event loop reports as unhandled (the kind that hides bugs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -27,6 +29,19 @@ def pytest_configure(config: pytest.Config) -> None:
 LOOPS = ("asyncio", "uvloop")
 
 
+def _abort_open_transports() -> None:
+    """A failed test may leave its clients' sockets open. Abort them before the loop
+    closes: uvloop's ``loop.close()`` can otherwise wait in epoll for them, in C, where
+    neither the test's failure nor SIGALRM is seen (the run hangs until pytest-timeout's
+    thread ends it)."""
+    for obj in gc.get_objects():
+        uv_transport = type(obj).__module__ == "uvloop.loop" and hasattr(obj, "abort")
+        if uv_transport or isinstance(obj, asyncio.BaseTransport):
+            with contextlib.suppress(Exception):
+                if not obj.is_closing():
+                    obj.abort()
+
+
 def run_checked(
     coro: Coroutine[Any, Any, Any], loop_kind: str = "uvloop", timeout: float = 60
 ) -> Any:
@@ -38,6 +53,9 @@ def run_checked(
         loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
         try:
             return await asyncio.wait_for(coro, timeout)
+        except BaseException:
+            _abort_open_transports()
+            raise
         finally:
             # Let transports finish closing so their errors surface here.
             await asyncio.sleep(0)

@@ -55,8 +55,11 @@ def reload(server: LiveServer, expect: str = "configuration reloaded") -> str:
 
 
 def lines_after(server: LiveServer, mark: int, settle: float = 0.5) -> list[str]:
+    """What the server logged after ``mark``, start-up lines aside: its stderr is read
+    by a thread, so a ``listening`` line written before the start line on stdout may
+    still arrive after a ``mark()`` taken once that start line was seen."""
     time.sleep(settle)  # nothing more may come: give it the chance
-    return server.lines[mark:]
+    return [line for line in server.lines[mark:] if "msg=listening" not in line]
 
 
 # -- what a reload may change ----------------------------------------------------------------
