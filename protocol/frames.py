@@ -575,6 +575,7 @@ class FrameParser:
 
 
 _LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
+_BARE_CLOSE: dict[int, bytes] = {}  # encode_close(code) without a reason, by code
 
 # -- encoders -----------------------------------------------------------------
 
@@ -627,6 +628,15 @@ def encode_close(code: int = 1000, reason: str = "") -> bytes:
     """
     if code in _LOCAL_ONLY_CODES:
         return b"\x88\x00"
+    if not reason:
+        # Nearly every connection ends with one of a few codes and no reason: such a
+        # frame is built once per code (at most 4000 of them: 1000-4999 are cached).
+        frame = _BARE_CLOSE.get(code)
+        if frame is None:
+            frame = b"\x88\x02" + code.to_bytes(2, "big")
+            if 1000 <= code < 5000:
+                _BARE_CLOSE[code] = frame
+        return frame
     raw = reason.encode("utf-8")
     if len(raw) > MAX_CLOSE_REASON:
         # RFC 6455 5.5: cut to fit, dropping any partial trailing code point.

@@ -53,9 +53,7 @@ _FIELD_NAME = re.compile(rf"[{_TCHAR_CLASS}]+")
 # RFC 9110 5.5: a field line's characters: HTAB, SP, visible ASCII and obs-text. What
 # ``bytes.translate`` leaves of a header block once these are deleted must be its CRLFs.
 _FIELD_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
-# Field names every browser and client library sends, lower-cased: a name that lowers to
-# one of these is a valid token (only A-Z lower to ASCII in latin-1), so the regex runs
-# only for the others.
+# Field names every browser and client library sends, lower-cased: all valid tokens.
 _COMMON_NAMES = frozenset(
     {
         "host",
@@ -79,6 +77,17 @@ _COMMON_NAMES = frozenset(
         "x-forwarded-for",
     }
 )
+
+
+# Those names as clients spell them ("Sec-WebSocket-Key", "host"), mapped to lower case:
+# one dict lookup per field line instead of a ``str.lower`` call and a set lookup; the
+# token regex runs only for other names.
+def _spellings(name: str) -> set[str]:
+    title = "-".join(part.capitalize() for part in name.split("-"))
+    return {name, title, title.replace("Websocket", "WebSocket")}
+
+
+_COMMON_SPELLINGS = {spelled: name for name in _COMMON_NAMES for spelled in _spellings(name)}
 _HTTP_VERSIONS = frozenset({"HTTP/1.1", "HTTP/1.0"})
 _END = b"\r\n\r\n"
 _VERSION_HEADERS = (("Sec-WebSocket-Version", "13"),)
@@ -244,11 +253,15 @@ def parse_request(
     headers: dict[str, str] = {}
     for field_line in head[line_end + 2 : -2].split("\r\n") if lines else ():
         name, colon, value = field_line.partition(":")
-        original = name
-        name = name.lower()
         # RFC 9110 5.1: a token, then the colon (RFC 9112 5.1: no space before it).
-        if not colon or (name not in _COMMON_NAMES and _FIELD_NAME.fullmatch(original) is None):
+        if not colon:
             raise _malformed()
+        lowered = _COMMON_SPELLINGS.get(name)
+        if lowered is None:
+            if _FIELD_NAME.fullmatch(name) is None:
+                raise _malformed()
+            lowered = name.lower()
+        name = lowered
         value = value.strip(" \t")
         old = headers.get(name)
         # RFC 9110 5.3: repeated fields combine into one comma-separated list.
@@ -323,7 +336,7 @@ _set_key, _set_subprotocol, _set_deflate, _set_extensions = (
 def is_upgrade(req: Request) -> bool:
     """Cheap test: does the request ask for a WebSocket (Upgrade: websocket)?"""
     up = req.headers.get("upgrade")
-    return up is not None and _has_token(up, "websocket")
+    return up is not None and (up == "websocket" or _has_token(up, "websocket"))
 
 
 def _valid_key(key: str) -> bool:
@@ -359,11 +372,12 @@ def check_upgrade(
         raise HandshakeError(400, "HTTP/1.1 required")
     if "host" not in h:
         raise HandshakeError(400, "missing Host")
+    # The spellings every client sends are tested first: no call, no lower-casing.
     up = h.get("upgrade")
-    if up is None or not _has_token(up, "websocket"):
+    if up != "websocket" and (up is None or not _has_token(up, "websocket")):
         raise HandshakeError(400, "missing Upgrade: websocket")
     conn = h.get("connection")
-    if conn is None or not _has_token(conn, "upgrade"):
+    if conn != "Upgrade" and (conn is None or not _has_token(conn, "upgrade")):
         raise HandshakeError(400, "missing Connection: upgrade")
     # RFC 6455 4.2.2: an unsupported version gets 426 plus the versions we speak.
     if h.get("sec-websocket-version") != "13":
