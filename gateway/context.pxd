@@ -1,6 +1,7 @@
 # Compiled form of context.py: what a connection reads on every callback, as C fields
 # (declarations only; see setup.py).
 from gateway.stats cimport Stats
+from gateway.timers cimport Timers
 
 cdef class ServerState:
     cdef public bint accepting
@@ -13,4 +14,4 @@ cdef class ConnectionContext:
     cdef public ServerState server
     cdef public Stats stats
     cdef public object tasks
-    cdef public object timers
+    cdef public Timers timers
