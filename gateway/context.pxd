@@ -2,12 +2,13 @@
 # (declarations only; see setup.py).
 from gateway.stats cimport Stats
 from gateway.timers cimport Timers
+from protocol.ids cimport IdFactory
 
 cdef class ServerState:
     cdef public bint accepting
 
 cdef class ConnectionContext:
-    cdef public object ids
+    cdef public IdFactory ids
     cdef public object limiter
     cdef public object limits
     cdef public object registry
