@@ -180,7 +180,8 @@ def _has_token(value: str, token: str) -> bool:
         return True
     if "," not in value:  # one token: no list to walk (the usual case)
         return value.strip(" \t") == token
-    return any(part.strip(" \t") == token for part in value.split(","))
+    # A list, not any(generator): a generator cannot live in a compiled C function.
+    return token in [part.strip(" \t") for part in value.split(",")]
 
 
 def parse_request(
