@@ -85,9 +85,10 @@ class Connection(Http1):
             # a constant store, the cheapest thing to do once per read.
             self.last_seen = SEEN
             state = self.state
-            if state is OPEN:
+            if state is OPEN or state is AWAITING_AUTH:
                 # The hot path: one whole message in one read, straight to its consumer,
-                # with no event object in between.
+                # with no event object in between (the auth message of every native
+                # connection too: nothing can be held before it).
                 try:
                     payload = self.parser.feed_message(data)  # type: ignore[union-attr]
                 except FrameError as exc:
@@ -110,7 +111,7 @@ class Connection(Http1):
                 # The messages are counted where they are handed on.
                 self.ctx.stats.ws_received_bytes += len(data)
                 try:
-                    events = self.parser.feed(data, tried_message=state is OPEN)  # type: ignore[union-attr]
+                    events = self.parser.feed(data, tried_message=state is not CLOSING)  # type: ignore[union-attr]
                 except FrameError as exc:
                     if exc.events:
                         # Frames before the violation were valid: handle them first.
