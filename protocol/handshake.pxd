@@ -7,6 +7,7 @@ cdef dict _COMMON_SPELLINGS
 cdef frozenset _HTTP_VERSIONS
 
 cpdef bint _has_token(str value, str token)
+cpdef _request(method, target, path, query, headers, version, keep_alive, content_length)
 
 @cython.locals(start=Py_ssize_t, end=Py_ssize_t, n=Py_ssize_t, consumed=Py_ssize_t,
                line_end=Py_ssize_t, lines=Py_ssize_t, raw=bytes, head=str, headers=dict,

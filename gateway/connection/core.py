@@ -17,7 +17,6 @@ from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from gateway.connection.base import SEEN
-from gateway.connection.contracts import Routes
 from gateway.connection.http1 import Http1
 from gateway.connstate import (
     AUTHENTICATING,
@@ -47,17 +46,15 @@ from protocol.handshake import http_response
 if TYPE_CHECKING:
     import asyncio
 
-    from gateway.context import ConnectionContext
     from gateway.verifiers.base import Identity
 
 log = logging.getLogger("uvgate.connection")
 
 
 class Connection(Http1):
+    # No __init__ of its own: ConnectionBase's runs directly (a super() call less
+    # per connection).
     __slots__ = ()
-
-    def __init__(self, ctx: ConnectionContext, router: Routes) -> None:
-        super().__init__(ctx, router)
 
     # ------------------------------------------------------- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
