@@ -1,9 +1,9 @@
-# Compiled form of ids.py: the pool and the prefix as C fields, ``new`` called through a
-# vtable by the upgrade (declarations only; the behaviour is in the .py, see setup.py).
+# Compiled form of ids.py: the ids made ahead and the prefix as C fields, ``new`` called
+# through a vtable by the upgrade (declarations only; the behaviour is in the .py, see
+# setup.py).
 
 cdef class IdFactory:
-    cdef public bytes _pool
-    cdef public Py_ssize_t _pos
+    cdef public list _ids
     cdef public str _prefix
     cdef public object node_id
     cdef public object worker
