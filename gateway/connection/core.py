@@ -1,3 +1,4 @@
+# cython: nonecheck=True
 """One TCP connection: the ``asyncio.Protocol`` callbacks and message dispatch.
 
 Everything on the hot path is a callback: ``data_received`` feeds the frame parser
