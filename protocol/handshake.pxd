@@ -23,4 +23,6 @@ cpdef bint is_upgrade(req)
 cpdef bint _valid_key(key)
 
 @cython.locals(up=str, conn=str, key=str, subprotocol=str)
-cpdef check_upgrade(req, subprotocols=*, allowed_origins=*, bint deflate=*)
+cpdef tuple upgrade_terms(req, subprotocols=*, allowed_origins=*, bint deflate=*)
+
+cpdef bytes accept_response_for(str key, subprotocol=*, extensions=*, extra_headers=*)

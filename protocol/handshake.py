@@ -362,6 +362,11 @@ def _valid_key(key: str) -> bool:
         return False
 
 
+# What an accepted opening handshake decided: (key, subprotocol, deflate parameters,
+# Sec-WebSocket-Extensions answer), the fields of ``Upgrade`` without the object.
+UpgradeTerms = tuple[str, "str | None", "DeflateParams | None", "str | None"]
+
+
 def check_upgrade(
     req: Request,
     *,
@@ -375,6 +380,23 @@ def check_upgrade(
     header must be present and listed, unless "*" is listed. The subprotocol is
     the first of the server's ``subprotocols`` that the client offered.
     """
+    key, subprotocol, params, answer = upgrade_terms(req, subprotocols, allowed_origins, deflate)
+    upgrade = _new(Upgrade)
+    _set_key(upgrade, key)
+    _set_subprotocol(upgrade, subprotocol)
+    _set_deflate(upgrade, params)
+    _set_extensions(upgrade, answer)
+    return upgrade
+
+
+def upgrade_terms(
+    req: Request,
+    subprotocols: Sequence[str] = (),
+    allowed_origins: Collection[str] | None = None,
+    deflate: bool = False,
+) -> UpgradeTerms:
+    """``check_upgrade`` as a tuple, for the server's own use: one object less per
+    connection (with ``accept_response_for``)."""
     h = req.headers
     # RFC 6455 4.2.1 items 1-4.
     if req.method != "GET":
@@ -420,12 +442,7 @@ def check_upgrade(
             negotiated = negotiate(ext)
             if negotiated is not None:
                 params, answer = negotiated
-    upgrade = _new(Upgrade)
-    _set_key(upgrade, key)
-    _set_subprotocol(upgrade, subprotocol)
-    _set_deflate(upgrade, params)
-    _set_extensions(upgrade, answer)
-    return upgrade
+    return key, subprotocol, params, answer
 
 
 def accept_key(key: str) -> str:
@@ -457,15 +474,27 @@ _ACCEPT_HEAD_B = _ACCEPT_HEAD.encode("latin-1")
 
 def accept_response(upgrade: Upgrade, extra_headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """The complete 101 response (RFC 6455 4.2.2 item 5)."""
-    if upgrade.subprotocol is None and upgrade.response_extensions is None and not extra_headers:
+    return accept_response_for(
+        upgrade.key, upgrade.subprotocol, upgrade.response_extensions, extra_headers
+    )
+
+
+def accept_response_for(
+    key: str,
+    subprotocol: str | None = None,
+    extensions: str | None = None,
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> bytes:
+    """``accept_response`` from the fields of an ``Upgrade`` (see ``upgrade_terms``)."""
+    if subprotocol is None and extensions is None and not extra_headers:
         # The common reply, built as bytes in one go (no str join and re-encode).
-        digest = _sha1(upgrade.key.encode("ascii") + WS_GUID).digest()
+        digest = _sha1(key.encode("ascii") + WS_GUID).digest()
         return _ACCEPT_HEAD_B + binascii.b2a_base64(digest, newline=False) + b"\r\n\r\n"
-    parts = [_ACCEPT_HEAD, accept_key(upgrade.key), "\r\n"]
-    if upgrade.subprotocol is not None:
-        parts.append(f"Sec-WebSocket-Protocol: {upgrade.subprotocol}\r\n")
-    if upgrade.response_extensions is not None:
-        parts.append(f"Sec-WebSocket-Extensions: {upgrade.response_extensions}\r\n")
+    parts = [_ACCEPT_HEAD, accept_key(key), "\r\n"]
+    if subprotocol is not None:
+        parts.append(f"Sec-WebSocket-Protocol: {subprotocol}\r\n")
+    if extensions is not None:
+        parts.append(f"Sec-WebSocket-Extensions: {extensions}\r\n")
     if extra_headers:
         parts.append(_extra(extra_headers))
     parts.append("\r\n")
