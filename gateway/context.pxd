@@ -1,5 +1,6 @@
 # Compiled form of context.py: what a connection reads on every callback, as C fields
 # (declarations only; see setup.py).
+from gateway.ratelimit cimport FailureLimiter
 from gateway.stats cimport Stats
 from gateway.timers cimport Timers
 from protocol.ids cimport IdFactory
@@ -9,7 +10,7 @@ cdef class ServerState:
 
 cdef class ConnectionContext:
     cdef public IdFactory ids
-    cdef public object limiter
+    cdef public FailureLimiter limiter
     cdef public object limits
     cdef public object registry
     cdef public ServerState server
