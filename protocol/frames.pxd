@@ -23,3 +23,4 @@ cdef class FrameParser:
 cpdef _unmask(buf, Py_ssize_t start, Py_ssize_t end)
 cpdef _close_event(payload)
 cpdef _close_frame(code, reason)
+cpdef bytes _header(long b0, Py_ssize_t n)

@@ -586,6 +586,11 @@ _BINARY_HEADERS = [bytes((_FIN | OP_BINARY, n)) for n in range(126)]
 
 def _header(b0: int, n: int) -> bytes:
     if n < 126:
+        # The usual frame (final, uncompressed text or binary): a prebuilt header.
+        if b0 == _FIN | OP_TEXT:
+            return _TEXT_HEADERS[n]
+        if b0 == _FIN | OP_BINARY:
+            return _BINARY_HEADERS[n]
         return bytes((b0, n))
     if n < 65536:
         return _pack_BBH(b0, 126, n)
