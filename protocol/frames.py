@@ -172,6 +172,9 @@ def _unmask(buf: bytes | bytearray, start: int, end: int) -> bytes | bytearray:
     return out
 
 
+_BARE_CLOSE_EVENTS: dict[int, CloseFrame] = {}
+
+
 def _close_event(payload: bytes) -> CloseFrame:
     """Validate a close frame body (RFC 6455 5.5.1, 7.4)."""
     n = len(payload)
@@ -182,6 +185,13 @@ def _close_event(payload: bytes) -> CloseFrame:
     code = (payload[0] << 8) | payload[1]
     if not is_valid_peer_code(code):
         raise FrameError(1002, "invalid close code")
+    if n == 2:
+        # A code and no reason, as nearly every client closes: the event is immutable,
+        # so one is shared per code (at most one per valid code, a few thousand).
+        event = _BARE_CLOSE_EVENTS.get(code)
+        if event is None:
+            event = _BARE_CLOSE_EVENTS[code] = _close_frame(code, "")
+        return event
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:
