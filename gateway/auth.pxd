@@ -1,8 +1,9 @@
 # Compiled form of auth.py: the gate's fields as C slots, ``verify`` called through a
 # vtable by the routes that hold a typed gate (declarations only; see setup.py).
+from gateway.ratelimit cimport FailureLimiter
 
 cdef class AuthGate:
-    cdef public object limiter
+    cdef public FailureLimiter limiter
     cdef public object stats
     cdef public object tasks
     cdef public dict _in_flight

@@ -77,7 +77,7 @@ class ConnectionContext:
     def __init__(
         self,
         limits: Limits,
-        timers: Timers[Any],
+        timers: Timers,
         tasks: TaskGroup,
         registry: Registry[Any],
         stats: Stats,

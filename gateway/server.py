@@ -134,7 +134,7 @@ class Gateway:
         self.worker = worker
         # --- the parts every connection shares
         self.limits = Limits.from_config(config)
-        self.timers: Timers[Connection] = Timers()
+        self.timers: Timers = Timers()
         self.tasks = TaskGroup()
         self.registry: Registry[Connection] = Registry()
         self.stats = Stats()

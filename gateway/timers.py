@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 from gateway.deadlines import DeadlineWheel
 
@@ -41,9 +41,6 @@ class Expiring(Protocol):
     def on_deadline(self) -> None: ...
 
 
-E = TypeVar("E", bound=Expiring)
-
-
 class _Job:
     __slots__ = ("due", "period", "run")
 
@@ -53,7 +50,9 @@ class _Job:
         self.due = 0.0
 
 
-class Timers(Generic[E]):
+# Not generic (an extension type cannot subclass typing.Generic): the sets hold
+# connections, which ``Expiring`` describes.
+class Timers:
     __slots__ = (
         "_handle",
         "_jobs",
@@ -68,9 +67,9 @@ class Timers(Generic[E]):
     def __init__(self) -> None:
         self.now = 0.0
         self.wheel = DeadlineWheel(TICK)
-        self.pending: set[E] = set()  # handshaking or not yet authenticated
+        self.pending: set[Any] = set()  # handshaking or not yet authenticated
         # Out of the registry, closing handshake under way, socket not yet closed.
-        self.closing: set[E] = set()
+        self.closing: set[Any] = set()
         self._jobs: list[_Job] = []
         self._handle: asyncio.TimerHandle | None = None
         self._next_sweep = 0.0

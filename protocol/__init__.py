@@ -51,11 +51,13 @@ from .handshake import (
     Upgrade,
     accept_key,
     accept_response,
+    accept_response_for,
     check_upgrade,
     http_response,
     is_upgrade,
     parse_request,
     reject_response,
+    upgrade_terms,
 )
 
 __all__ = [
@@ -91,6 +93,7 @@ __all__ = [
     "Upgrade",
     "accept_key",
     "accept_response",
+    "accept_response_for",
     "check_upgrade",
     "closecodes",
     "encode_binary",
@@ -108,4 +111,5 @@ __all__ = [
     "negotiate",
     "parse_request",
     "reject_response",
+    "upgrade_terms",
 ]

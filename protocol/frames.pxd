@@ -18,3 +18,9 @@ cdef class FrameParser:
 
     @cython.locals(n=Py_ssize_t, b0=long, b1=long, hlen=Py_ssize_t)
     cpdef feed_message(self, data)
+
+# Helpers of every connection's close frame (and of unmasking): C calls from the parser.
+cpdef _unmask(buf, Py_ssize_t start, Py_ssize_t end)
+cpdef _close_event(payload)
+cpdef _close_frame(code, reason)
+cpdef bytes _header(long b0, Py_ssize_t n)

@@ -172,6 +172,9 @@ def _unmask(buf: bytes | bytearray, start: int, end: int) -> bytes | bytearray:
     return out
 
 
+_BARE_CLOSE_EVENTS: dict[int, CloseFrame] = {}
+
+
 def _close_event(payload: bytes) -> CloseFrame:
     """Validate a close frame body (RFC 6455 5.5.1, 7.4)."""
     n = len(payload)
@@ -182,6 +185,13 @@ def _close_event(payload: bytes) -> CloseFrame:
     code = (payload[0] << 8) | payload[1]
     if not is_valid_peer_code(code):
         raise FrameError(1002, "invalid close code")
+    if n == 2:
+        # A code and no reason, as nearly every client closes: the event is immutable,
+        # so one is shared per code (at most one per valid code, a few thousand).
+        event = _BARE_CLOSE_EVENTS.get(code)
+        if event is None:
+            event = _BARE_CLOSE_EVENTS[code] = _close_frame(code, "")
+        return event
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:
@@ -575,6 +585,7 @@ class FrameParser:
 
 
 _LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
+_BARE_CLOSE: dict[int, bytes] = {}  # encode_close(code) without a reason, by code
 
 # -- encoders -----------------------------------------------------------------
 
@@ -585,6 +596,11 @@ _BINARY_HEADERS = [bytes((_FIN | OP_BINARY, n)) for n in range(126)]
 
 def _header(b0: int, n: int) -> bytes:
     if n < 126:
+        # The usual frame (final, uncompressed text or binary): a prebuilt header.
+        if b0 == _FIN | OP_TEXT:
+            return _TEXT_HEADERS[n]
+        if b0 == _FIN | OP_BINARY:
+            return _BINARY_HEADERS[n]
         return bytes((b0, n))
     if n < 65536:
         return _pack_BBH(b0, 126, n)
@@ -627,6 +643,15 @@ def encode_close(code: int = 1000, reason: str = "") -> bytes:
     """
     if code in _LOCAL_ONLY_CODES:
         return b"\x88\x00"
+    if not reason:
+        # Nearly every connection ends with one of a few codes and no reason: such a
+        # frame is built once per code (at most 4000 of them: 1000-4999 are cached).
+        frame = _BARE_CLOSE.get(code)
+        if frame is None:
+            frame = b"\x88\x02" + code.to_bytes(2, "big")
+            if 1000 <= code < 5000:
+                _BARE_CLOSE[code] = frame
+        return frame
     raw = reason.encode("utf-8")
     if len(raw) > MAX_CLOSE_REASON:
         # RFC 6455 5.5: cut to fit, dropping any partial trailing code point.

@@ -13,11 +13,21 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .deflate import DeflateParams, negotiate
 from .errors import HandshakeError
+
+# SHA-1 of the accept key (RFC 6455 4.2.2: not a security use) with CPython's own
+# implementation where the interpreter has it: for one 60-byte input, OpenSSL's EVP
+# context set-up and copies cost more than the hash (~1,500 instructions a connection).
+_sha1: Callable[[bytes], Any]
+try:
+    from _sha1 import sha1 as _sha1  # type: ignore[no-redef]
+except ImportError:  # pragma: no cover - an interpreter built without it
+    _sha1 = hashlib.sha1
 
 MAX_REQUEST_SIZE = 8192
 MAX_HEADERS = 64
@@ -53,9 +63,7 @@ _FIELD_NAME = re.compile(rf"[{_TCHAR_CLASS}]+")
 # RFC 9110 5.5: a field line's characters: HTAB, SP, visible ASCII and obs-text. What
 # ``bytes.translate`` leaves of a header block once these are deleted must be its CRLFs.
 _FIELD_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
-# Field names every browser and client library sends, lower-cased: a name that lowers to
-# one of these is a valid token (only A-Z lower to ASCII in latin-1), so the regex runs
-# only for the others.
+# Field names every browser and client library sends, lower-cased: all valid tokens.
 _COMMON_NAMES = frozenset(
     {
         "host",
@@ -79,6 +87,17 @@ _COMMON_NAMES = frozenset(
         "x-forwarded-for",
     }
 )
+
+
+# Those names as clients spell them ("Sec-WebSocket-Key", "host"), mapped to lower case:
+# one dict lookup per field line instead of a ``str.lower`` call and a set lookup; the
+# token regex runs only for other names.
+def _spellings(name: str) -> set[str]:
+    title = "-".join(part.capitalize() for part in name.split("-"))
+    return {name, title, title.replace("Websocket", "WebSocket")}
+
+
+_COMMON_SPELLINGS = {spelled: name for name in _COMMON_NAMES for spelled in _spellings(name)}
 _HTTP_VERSIONS = frozenset({"HTTP/1.1", "HTTP/1.0"})
 _END = b"\r\n\r\n"
 _VERSION_HEADERS = (("Sec-WebSocket-Version", "13"),)
@@ -171,7 +190,8 @@ def _has_token(value: str, token: str) -> bool:
         return True
     if "," not in value:  # one token: no list to walk (the usual case)
         return value.strip(" \t") == token
-    return any(part.strip(" \t") == token for part in value.split(","))
+    # A list, not any(generator): a generator cannot live in a compiled C function.
+    return token in [part.strip(" \t") for part in value.split(",")]
 
 
 def parse_request(
@@ -244,11 +264,15 @@ def parse_request(
     headers: dict[str, str] = {}
     for field_line in head[line_end + 2 : -2].split("\r\n") if lines else ():
         name, colon, value = field_line.partition(":")
-        original = name
-        name = name.lower()
         # RFC 9110 5.1: a token, then the colon (RFC 9112 5.1: no space before it).
-        if not colon or (name not in _COMMON_NAMES and _FIELD_NAME.fullmatch(original) is None):
+        if not colon:
             raise _malformed()
+        lowered = _COMMON_SPELLINGS.get(name)
+        if lowered is None:
+            if _FIELD_NAME.fullmatch(name) is None:
+                raise _malformed()
+            lowered = name.lower()
+        name = lowered
         value = value.strip(" \t")
         old = headers.get(name)
         # RFC 9110 5.3: repeated fields combine into one comma-separated list.
@@ -323,7 +347,7 @@ _set_key, _set_subprotocol, _set_deflate, _set_extensions = (
 def is_upgrade(req: Request) -> bool:
     """Cheap test: does the request ask for a WebSocket (Upgrade: websocket)?"""
     up = req.headers.get("upgrade")
-    return up is not None and _has_token(up, "websocket")
+    return up is not None and (up == "websocket" or _has_token(up, "websocket"))
 
 
 def _valid_key(key: str) -> bool:
@@ -336,6 +360,11 @@ def _valid_key(key: str) -> bool:
         return len(binascii.a2b_base64(key, strict_mode=True)) == 16
     except binascii.Error:
         return False
+
+
+# What an accepted opening handshake decided: (key, subprotocol, deflate parameters,
+# Sec-WebSocket-Extensions answer), the fields of ``Upgrade`` without the object.
+UpgradeTerms = tuple[str, "str | None", "DeflateParams | None", "str | None"]
 
 
 def check_upgrade(
@@ -351,6 +380,23 @@ def check_upgrade(
     header must be present and listed, unless "*" is listed. The subprotocol is
     the first of the server's ``subprotocols`` that the client offered.
     """
+    key, subprotocol, params, answer = upgrade_terms(req, subprotocols, allowed_origins, deflate)
+    upgrade = _new(Upgrade)
+    _set_key(upgrade, key)
+    _set_subprotocol(upgrade, subprotocol)
+    _set_deflate(upgrade, params)
+    _set_extensions(upgrade, answer)
+    return upgrade
+
+
+def upgrade_terms(
+    req: Request,
+    subprotocols: Sequence[str] = (),
+    allowed_origins: Collection[str] | None = None,
+    deflate: bool = False,
+) -> UpgradeTerms:
+    """``check_upgrade`` as a tuple, for the server's own use: one object less per
+    connection (with ``accept_response_for``)."""
     h = req.headers
     # RFC 6455 4.2.1 items 1-4.
     if req.method != "GET":
@@ -359,11 +405,12 @@ def check_upgrade(
         raise HandshakeError(400, "HTTP/1.1 required")
     if "host" not in h:
         raise HandshakeError(400, "missing Host")
+    # The spellings every client sends are tested first: no call, no lower-casing.
     up = h.get("upgrade")
-    if up is None or not _has_token(up, "websocket"):
+    if up != "websocket" and (up is None or not _has_token(up, "websocket")):
         raise HandshakeError(400, "missing Upgrade: websocket")
     conn = h.get("connection")
-    if conn is None or not _has_token(conn, "upgrade"):
+    if conn != "Upgrade" and (conn is None or not _has_token(conn, "upgrade")):
         raise HandshakeError(400, "missing Connection: upgrade")
     # RFC 6455 4.2.2: an unsupported version gets 426 plus the versions we speak.
     if h.get("sec-websocket-version") != "13":
@@ -395,17 +442,12 @@ def check_upgrade(
             negotiated = negotiate(ext)
             if negotiated is not None:
                 params, answer = negotiated
-    upgrade = _new(Upgrade)
-    _set_key(upgrade, key)
-    _set_subprotocol(upgrade, subprotocol)
-    _set_deflate(upgrade, params)
-    _set_extensions(upgrade, answer)
-    return upgrade
+    return key, subprotocol, params, answer
 
 
 def accept_key(key: str) -> str:
     """RFC 6455 4.2.2 item 5.4: base64(SHA-1(key + GUID))."""
-    digest = hashlib.sha1(key.encode("ascii") + WS_GUID).digest()
+    digest = _sha1(key.encode("ascii") + WS_GUID).digest()
     return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
@@ -432,15 +474,27 @@ _ACCEPT_HEAD_B = _ACCEPT_HEAD.encode("latin-1")
 
 def accept_response(upgrade: Upgrade, extra_headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """The complete 101 response (RFC 6455 4.2.2 item 5)."""
-    if upgrade.subprotocol is None and upgrade.response_extensions is None and not extra_headers:
+    return accept_response_for(
+        upgrade.key, upgrade.subprotocol, upgrade.response_extensions, extra_headers
+    )
+
+
+def accept_response_for(
+    key: str,
+    subprotocol: str | None = None,
+    extensions: str | None = None,
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> bytes:
+    """``accept_response`` from the fields of an ``Upgrade`` (see ``upgrade_terms``)."""
+    if subprotocol is None and extensions is None and not extra_headers:
         # The common reply, built as bytes in one go (no str join and re-encode).
-        digest = hashlib.sha1(upgrade.key.encode("ascii") + WS_GUID).digest()
+        digest = _sha1(key.encode("ascii") + WS_GUID).digest()
         return _ACCEPT_HEAD_B + binascii.b2a_base64(digest, newline=False) + b"\r\n\r\n"
-    parts = [_ACCEPT_HEAD, accept_key(upgrade.key), "\r\n"]
-    if upgrade.subprotocol is not None:
-        parts.append(f"Sec-WebSocket-Protocol: {upgrade.subprotocol}\r\n")
-    if upgrade.response_extensions is not None:
-        parts.append(f"Sec-WebSocket-Extensions: {upgrade.response_extensions}\r\n")
+    parts = [_ACCEPT_HEAD, accept_key(key), "\r\n"]
+    if subprotocol is not None:
+        parts.append(f"Sec-WebSocket-Protocol: {subprotocol}\r\n")
+    if extensions is not None:
+        parts.append(f"Sec-WebSocket-Extensions: {extensions}\r\n")
     if extra_headers:
         parts.append(_extra(extra_headers))
     parts.append("\r\n")

@@ -2,6 +2,7 @@
 # called through a vtable. Declarations only: the behaviour is in the .py (setup.py).
 from gateway.context cimport ConnectionContext
 from gateway.flow cimport ReadFlow
+from protocol.frames cimport FrameParser
 
 cdef class ConnectionBase(ReadFlow):
     cdef public object buffer
@@ -21,7 +22,7 @@ cdef class ConnectionBase(ReadFlow):
     cdef public object ip
     cdef public double last_seen
     cdef public object message_cb
-    cdef public object parser
+    cdef public FrameParser parser
     cdef public bint pinged
     cdef public object request
     cdef public object router

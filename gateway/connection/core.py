@@ -1,3 +1,4 @@
+# cython: nonecheck=True
 """One TCP connection: the ``asyncio.Protocol`` callbacks and message dispatch.
 
 Everything on the hot path is a callback: ``data_received`` feeds the frame parser
@@ -17,7 +18,6 @@ from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from gateway.connection.base import SEEN
-from gateway.connection.contracts import Routes
 from gateway.connection.http1 import Http1
 from gateway.connstate import (
     AUTHENTICATING,
@@ -47,17 +47,15 @@ from protocol.handshake import http_response
 if TYPE_CHECKING:
     import asyncio
 
-    from gateway.context import ConnectionContext
     from gateway.verifiers.base import Identity
 
 log = logging.getLogger("uvgate.connection")
 
 
 class Connection(Http1):
+    # No __init__ of its own: ConnectionBase's runs directly (a super() call less
+    # per connection).
     __slots__ = ()
-
-    def __init__(self, ctx: ConnectionContext, router: Routes) -> None:
-        super().__init__(ctx, router)
 
     # ------------------------------------------------------- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -85,9 +83,10 @@ class Connection(Http1):
             # a constant store, the cheapest thing to do once per read.
             self.last_seen = SEEN
             state = self.state
-            if state is OPEN:
+            if state is OPEN or state is AWAITING_AUTH:
                 # The hot path: one whole message in one read, straight to its consumer,
-                # with no event object in between.
+                # with no event object in between (the auth message of every native
+                # connection too: nothing can be held before it).
                 try:
                     payload = self.parser.feed_message(data)  # type: ignore[union-attr]
                 except FrameError as exc:
@@ -110,7 +109,7 @@ class Connection(Http1):
                 # The messages are counted where they are handed on.
                 self.ctx.stats.ws_received_bytes += len(data)
                 try:
-                    events = self.parser.feed(data, tried_message=state is OPEN)  # type: ignore[union-attr]
+                    events = self.parser.feed(data, tried_message=state is not CLOSING)  # type: ignore[union-attr]
                 except FrameError as exc:
                     if exc.events:
                         # Frames before the violation were valid: handle them first.

@@ -10,10 +10,10 @@ from protocol.errors import HandshakeError
 from protocol.frames import FrameParser
 from protocol.handshake import (
     Request,
-    accept_response,
-    check_upgrade,
+    accept_response_for,
     http_response,
     reject_response,
+    upgrade_terms,
 )
 
 log = logging.getLogger("uvgate.connection")
@@ -49,29 +49,27 @@ class Upgrade(Closing):
             self._reject(HandshakeError(503, "over capacity", (("Retry-After", "5"),)))
             return
         try:
-            upgrade = check_upgrade(
-                request,
-                subprotocols=handler.subprotocols,
-                allowed_origins=limits.allowed_origins,
-                deflate=limits.deflate,
+            # The terms as a tuple, not an Upgrade object: one object less per socket.
+            key, subprotocol, deflate, extensions = upgrade_terms(
+                request, handler.subprotocols, limits.allowed_origins, limits.deflate
             )
             self.id = ctx.ids.new()
             self.request = request
             self.handler = handler
-            self.subprotocol = upgrade.subprotocol
+            self.subprotocol = subprotocol
             handler.accept(self, request)
         except HandshakeError as exc:
             self._reject(exc)
             return
         inflater = None
-        if upgrade.deflate is not None:
+        if deflate is not None:
             from protocol.deflate import Deflater, Inflater
 
-            inflater = Inflater(upgrade.deflate, limits.max_message_size)
-            self.deflater = Deflater(upgrade.deflate)
+            inflater = Inflater(deflate, limits.max_message_size)
+            self.deflater = Deflater(deflate)
         self.parser = FrameParser(max_message_size=limits.max_message_size, deflate=inflater)
         self.message_cb = handler.on_message
-        self.transport.write(accept_response(upgrade))
+        self.transport.write(accept_response_for(key, subprotocol, extensions))
         self.clear_deadline()
         ctx.stats.ws_opened += 1
         self._move(AWAITING_AUTH)

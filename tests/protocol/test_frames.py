@@ -309,6 +309,19 @@ def test_close_valid_codes(code: int) -> None:
     ]
 
 
+@pytest.mark.parametrize("code", [1000, 1001, 3000, 4999])
+def test_close_code_without_reason(code: int) -> None:
+    # Both paths (a lone frame, and one behind a message), twice: the event of a bare
+    # code is shared once made, and must stay that code with no reason.
+    frame = cf(OP_CLOSE, struct.pack("!H", code))
+    for _ in range(2):
+        assert FrameParser().feed(frame) == [CloseFrame(code, "")]
+        assert FrameParser().feed(cf(OP_TEXT, b"x") + frame) == [
+            TextMessage("x"),
+            CloseFrame(code, ""),
+        ]
+
+
 @pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535])
 def test_close_invalid_codes(code: int) -> None:
     expect_error(cf(OP_CLOSE, struct.pack("!H", code)), 1002)

@@ -17,11 +17,13 @@ from protocol.handshake import (
     Upgrade,
     accept_key,
     accept_response,
+    accept_response_for,
     check_upgrade,
     http_response,
     is_upgrade,
     parse_request,
     reject_response,
+    upgrade_terms,
 )
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -324,6 +326,24 @@ def test_subprotocol_selection_follows_server_preference() -> None:
     assert check_upgrade(req).subprotocol is None
     no_offer = parse(build(drop=("sec-websocket-protocol",)))
     assert check_upgrade(no_offer, subprotocols=["chat"]).subprotocol is None
+
+
+@pytest.mark.parametrize("subprotocols", [(), ("superchat",)])
+@pytest.mark.parametrize("deflate", [False, True])
+def test_upgrade_terms_are_the_fields_of_check_upgrade(
+    subprotocols: tuple[str, ...], deflate: bool
+) -> None:
+    # The connection uses the tuple form (no Upgrade object per socket): same answer,
+    # same 101 bytes, same refusals.
+    req = parse(build(extra=[("Sec-WebSocket-Extensions", "permessage-deflate")]))
+    up = check_upgrade(req, subprotocols=subprotocols, deflate=deflate)
+    terms = upgrade_terms(req, subprotocols, None, deflate)
+    assert terms == (up.key, up.subprotocol, up.deflate, up.response_extensions)
+    key, subprotocol, _, extensions = terms
+    assert accept_response_for(key, subprotocol, extensions) == accept_response(up)
+    with pytest.raises(HandshakeError) as info:
+        upgrade_terms(parse(build(drop=("host",))))
+    assert info.value.status == 400
 
 
 def test_deflate_negotiation_in_upgrade() -> None:

@@ -20,6 +20,15 @@ def test_ids_are_pusher_socket_ids_naming_their_owner() -> None:
     assert made[0].startswith(f"{3 * MAX_WORKERS + 7}.")
 
 
+def test_ids_made_ahead_take_a_new_node_id_at_once() -> None:
+    # Ids are made 512 at a time: those made before assign() carry the old owner and
+    # must never be handed out after it.
+    ids = IdFactory(3, 7)
+    ids.new()
+    ids.assign(42)
+    assert all(owner_of(ids.new()) == (42, 7) for _ in range(600))
+
+
 def test_bad_factory_arguments() -> None:
     with pytest.raises(ValueError):
         IdFactory(-1)
