@@ -215,3 +215,25 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def workers_reached(port: int, secret: str, workers: int, tries: int = 40) -> set[int]:
+    """Authenticate up to ``tries`` native connections until each of ``workers`` has
+    answered one (the kernel spreads them over SO_REUSEPORT); the workers that did."""
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from gateway.tokens import issue_token
+    from protocol.ids import owner_of
+
+    seen: set[int] = set()
+    for i in range(tries):
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send(json.dumps({"type": "auth", "token": issue_token(secret, f"u{i}")}))
+            ack = json.loads(await ws.recv())
+            assert ack["type"] == "auth_ok", ack
+            seen.add(owner_of(ack["id"])[1])
+        if len(seen) == workers:
+            break
+    return seen

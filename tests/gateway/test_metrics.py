@@ -196,7 +196,7 @@ def test_pusher_series_per_app(arun):
             assert sample(got, "uvgate_pusher_api_requests_total", **app, status="200") == 1
             await a.close()
             await b.close()
-            # Counted by the hub as they open and close, not by a scan at scrape time.
+            # Back to 0 once both have closed.
             for _ in range(200):
                 got = metric_samples(await scrape(gw.port))
                 if sample(got, "uvgate_pusher_connections", **app) == 0:

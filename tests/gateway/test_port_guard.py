@@ -16,9 +16,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from gateway.tokens import issue_token
-from protocol.ids import owner_of
 from tests.conftest import run_checked
-from tests.served import PYTHON, LiveServer, free_port
+from tests.served import PYTHON, LiveServer, free_port, workers_reached
 
 
 def serve(port: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -126,14 +125,8 @@ def test_the_workers_of_one_instance_still_share_the_port():
     with LiveServer("--workers", "2", "--no-pusher", "--secret", "w") as running:
 
         async def main():
-            seen = set()
-            for i in range(40):
-                async with connect(f"ws://127.0.0.1:{running.port}/ws") as ws:
-                    await ws.send(json.dumps({"type": "auth", "token": issue_token("w", f"{i}")}))
-                    seen.add(owner_of(json.loads(await ws.recv())["id"])[1])
-                if seen == {0, 1}:
-                    return
-            raise AssertionError(f"connections reached workers {seen} only")
+            seen = await workers_reached(running.port, "w", 2)
+            assert seen == {0, 1}, f"connections reached workers {seen} only"
 
         run_checked(main())
 

@@ -20,7 +20,7 @@ from gateway.tokens import verify_token
 from protocol.ids import owner_of
 from tests.conftest import run_checked
 from tests.gwtest import self_signed
-from tests.served import PYTHON, Served
+from tests.served import PYTHON, Served, workers_reached
 
 
 def test_token_command_issues_a_valid_token():
@@ -101,17 +101,9 @@ def test_env_and_flags_configure(tmp_path: Path):
 
 def test_workers_share_the_port_and_ids_name_the_worker():
     with Served("--workers", "2", "--no-pusher", "--secret", "w") as served:
-        from gateway.tokens import issue_token
 
         async def main():
-            workers = set()
-            for i in range(40):
-                async with connect(f"ws://127.0.0.1:{served.port}/ws") as ws:
-                    await ws.send(json.dumps({"type": "auth", "token": issue_token("w", f"u{i}")}))
-                    workers.add(owner_of(json.loads(await ws.recv())["id"])[1])
-                if workers == {0, 1}:
-                    break
-            assert workers == {0, 1}
+            assert await workers_reached(served.port, "w", 2) == {0, 1}
 
         run_checked(main())
         code, err = served.stop()
