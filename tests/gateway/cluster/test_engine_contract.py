@@ -119,8 +119,10 @@ def test_concurrent_joins_and_leaves_of_one_user_decide_once(arun: Any, cluster_
                     a.unsubscribe(f"x{i}", "presence-race"),
                     b.unsubscribe(f"y{i}", "presence-race"),
                 )
-            events = a.events("watch")
-            await settle(lambda: events.count("pusher_internal:member_removed") >= rounds)
+            # The predicate reads the inbox afresh: a list taken once would never change.
+            await settle(
+                lambda: a.events("watch").count("pusher_internal:member_removed") >= rounds
+            )
             await asyncio.sleep(0.05)
             member = [e for e in a.events("watch") if e.startswith("pusher_internal:member")]
             assert (
