@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from gateway import systemd
+from gateway import collector, systemd
 from gateway.config import Config, ConfigError
 from gateway.portguard import ListenError, claim, describe_bind_error
 from gateway.reload import ReloadPlan, plan_reload
@@ -108,6 +108,7 @@ async def serve_worker(
         if exc.errno is None:
             raise ListenError(_one_line(exc)) from None
         raise ListenError(describe_bind_error(config.host, config.port, exc)) from None
+    collector.tune()  # this process is the gateway: its collector is ours to set
     loop = asyncio.get_running_loop()
     told = False
     reloading = asyncio.Lock()

@@ -326,6 +326,11 @@ class PusherHandler:
         session = conn.session
         if not isinstance(session, Session):
             return
+        # The session names its connection (the hub's handle): let go of it here, so the
+        # pair is no reference cycle and both are freed when the socket goes, not by a
+        # pass of the cyclic collector (gateway/collector.py). Nothing reads it after this:
+        # a closing connection gets no more messages and has left the registry.
+        conn.session = None
         busy = self._busy.get(conn)
         if busy is None:
             self._closed(session)
