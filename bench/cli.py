@@ -92,6 +92,12 @@ def _common(p: argparse.ArgumentParser, scenario: str) -> None:
         help="pin generator processes, e.g. 1 or 0-1",
     )
     r.add_argument(
+        "--busy-poll",
+        action="store_true",
+        help="native generator: poll without sleeping, so the server never pays for waking "
+        "it (needs --cpus of its own; the idle polling is reported, not counted as load)",
+    )
+    r.add_argument(
         "--server-cpu",
         type=_cpus,
         default=[],
@@ -267,6 +273,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "generator",
         "server_cpus",
         "spread",
+        "busy_poll",
     ):
         if hasattr(args, name):
             setattr(cfg, name, getattr(args, name))

@@ -177,6 +177,9 @@ def run_all(
                             server_pids=[proc.pid],
                             server_children=spec.multiprocess,
                             cpus=[GEN_CPU] if pin else [],
+                            # On its own CPU the generator never sleeps: a slower server
+                            # would otherwise pay more for waking it (config.py).
+                            busy_poll=pin,
                             timeout=240.0,
                             label=name,
                             protocol=protocol,

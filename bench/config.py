@@ -62,6 +62,12 @@ class RunConfig:
     # More ports of the same host (the other nodes of a cluster): connections are spread
     # round robin over ``port`` and these; the publisher stays on ``port`` (or http_port).
     spread: list[int] = field(default_factory=list)
+    # The native generator polls without sleeping (wsgen --busy-poll): a server's write to
+    # a generator asleep in epoll_wait pays for waking its CPU (on a VM an interprocessor
+    # interrupt, charged to the server as system time), and a slower server finds it asleep
+    # more often. Only with ``cpus`` of its own (it keeps them busy); the time its polls
+    # found nothing is reported and not counted as the generator's load.
+    busy_poll: bool = False
 
     @property
     def channel(self) -> str:
@@ -116,6 +122,10 @@ class RunConfig:
             (1 <= self.window <= 10_000, "window out of range"),
             (self.rate >= 0 and self.publish_rate >= 0, "rates must be >= 0"),
             (all(0 < p < 65536 for p in self.spread), "spread ports must be 1..65535"),
+            (
+                not self.busy_poll or bool(self.cpus),
+                "--busy-poll needs --cpus: a generator that never sleeps must have CPUs of its own",
+            ),
         ]
         for ok, msg in checks:
             if not ok:

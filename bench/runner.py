@@ -135,6 +135,8 @@ def plan(cfg: RunConfig) -> list[str]:
         check_target(s, cfg.allow_remote)
     cfg.validate()
     notes.extend(choose_generator(cfg))
+    if cfg.busy_poll and not cfg.native_binary:
+        notes.append("busy-poll ignored: only the native generator polls without sleeping")
     sockets = cfg.total_sockets()
     need = math.ceil(sockets / FDS_PER_PROC)
     if need > cfg.procs:
@@ -374,6 +376,10 @@ def assemble(
         for k in lat_names
     }
     gen_cpu = sum(r["cpu_s"] for r in results) + (pb - pa)
+    # A busy-polling generator's empty polls are CPU it would otherwise sleep through:
+    # reported, not counted as its load or its cost per unit.
+    spin = sum(r.get("spin_s", 0.0) for r in results)
+    gen_work = max(0.0, gen_cpu - spin)
     server_cpu = (sb.cpu_s - sa.cpu_s) if cfg.server_pids else None
     ok = sum(r["ok"] for r in results)
     out: dict[str, Any] = {
@@ -393,7 +399,8 @@ def assemble(
             "kind": "native" if cfg.native_binary else "python",
             "procs": cfg.procs,
             "cpu_s": gen_cpu,
-            "util_cores": gen_cpu / wall if wall > 0 else 0.0,
+            "busy_poll_s": spin,
+            "util_cores": gen_work / wall if wall > 0 else 0.0,
             "cores_available": len(cfg.cpus) if cfg.cpus else os.cpu_count() or 1,
         },
         "server": None,
@@ -461,7 +468,7 @@ def assemble(
         srv[f"cpu_us_per_{unit}"] = srv["cpu_s"] / units * 1e6 if units else None
         srv["rss_end"] = sb.rss
         out["server"] = srv
-    out["generator"][f"cpu_us_per_{unit}"] = gen_cpu / units * 1e6 if units else None
+    out["generator"][f"cpu_us_per_{unit}"] = gen_work / units * 1e6 if units else None
     (busy_a, _tot_a), (busy_b, _tot_b) = marks["host_a"], marks["host_b"]
     host_busy = (busy_b - busy_a) / wall if wall > 0 else 0.0
     ours = gen_cpu / wall + (server_cpu / wall if server_cpu is not None and wall > 0 else 0.0)
@@ -495,6 +502,10 @@ def judge(
     srv_cap = max(1, min(srv["pids"], len(srv_cpus))) if srv is not None else 1
     srv_busy = bottleneck.cpus_busy(a, b, srv_cpus) if apart else None
     gen_busy = bottleneck.cpus_busy(a, b, gen_cpus) if apart else None
+    spin = gen.get("busy_poll_s", 0.0)
+    if gen_busy and spin and wall > 0:
+        # The generator's CPUs were kept busy by its empty polls: that time was free.
+        gen_busy = (max(0.0, gen_busy[0] - spin / (wall * len(gen_cpus))), gen_busy[1])
     inputs = bottleneck.Inputs(
         generator_cores=gen["util_cores"],
         generator_cap=max(1, min(gen["procs"], len(gen_cpus))),

@@ -69,6 +69,8 @@ def wsgen_args(binary: str, cfg: RunConfig, index: int, auth: str, samples: str)
         args += ["--publish-rate", str(cfg.publish_rate), "--publisher", str(int(index == 0))]
     for src in cfg.sources:
         args += ["--source", resolve(src)]
+    if cfg.busy_poll:
+        args += ["--busy-poll", "1"]
     return args
 
 

@@ -144,6 +144,27 @@ def test_native_echo_fanout_hold_against_the_raw_probe(peer):
 
 
 @needs_cc
+def test_busy_poll_spins_on_its_own_cpu_and_is_not_counted_as_load(peer):
+    port, pid = peer("raw_probe.py", "echo")
+    cpu = max(os.sched_getaffinity(0))
+    cfg = _cfg("connect", port, pid, connections=300, concurrency=10, cpus=[cpu], busy_poll=True)
+    res = run(cfg, False)
+    assert res["ok"] == 300 and res["failures"] == {}
+    gen = res["generator"]
+    # Ten connections in flight against a lean server leave the generator polling for
+    # replies: that time is reported and taken out of its load and its cost per unit.
+    assert 0 < gen["busy_poll_s"] < gen["cpu_s"]
+    assert gen["util_cores"] * res["wall_s"] == pytest.approx(gen["cpu_s"] - gen["busy_poll_s"])
+    assert gen["cpu_us_per_connection"] == pytest.approx(
+        (gen["cpu_s"] - gen["busy_poll_s"]) / 300 * 1e6
+    )
+    plain = run(_cfg("connect", port, pid, connections=50, concurrency=5), False)
+    assert plain["generator"]["busy_poll_s"] == 0  # wsgen sleeps in epoll_wait by default
+    with pytest.raises(ValueError, match="--busy-poll needs --cpus"):
+        run(_cfg("connect", port, pid, connections=5, busy_poll=True), False)
+
+
+@needs_cc
 def test_native_failures_are_classified():
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
