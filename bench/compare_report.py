@@ -390,9 +390,15 @@ def _generator_text(data: dict[str, Any]) -> str:
     for key in ("servers", "pusher"):
         for srv in (data.get(key) or {}).values():
             for sc in srv.get("scenarios", {}).values():
-                kinds.update(_get(r, "generator", "kind") or "python" for r in sc.get("runs", []))
+                for r in sc.get("runs", []):
+                    kind = _get(r, "generator", "kind") or "python"
+                    busy = kind == "native" and bool(_get(r, "config", "busy_poll"))
+                    kinds.add("native-busy" if busy else kind)
     text = {
         "native": "the native epoll client of bench/native, one process",
+        "native-busy": "the native epoll client of bench/native, one process, busy-polling "
+        "(it never sleeps, so no server pays for waking it; its idle polling is not counted "
+        "as its load)",
         "python": "the Python client on uvloop, hand-rolled framing",
     }
     return "; ".join(text.get(k, k) for k in sorted(kinds)) or "-"

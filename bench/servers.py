@@ -70,7 +70,7 @@ def _uvgate_cmd(workers: int = 1) -> Callable[[str, int, str, str], list[str]]:
             app,
         ]
         if workers > 1:
-            # Native only: Pusher channels are per process, so uvgate refuses workers.
+            # Native only: Pusher with workers needs --redis (the cluster), not started here.
             out += ["--workers", str(workers), "--no-pusher"]
         return out
 
