@@ -30,47 +30,9 @@ from gateway.server import Gateway
 from gateway.tokens import issue_token
 from gateway.workers import serve_worker
 from protocol.frames import OP_CLOSE, OP_TEXT, encode_client_frame
+from tests.gwtest import RecordingTransport, upgrade_request
 
 SECRET = "collector-test-secret"
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-
-
-class Transport:
-    """What a connection needs of its transport; keeps every write."""
-
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        return None
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        return None
-
-    def resume_reading(self) -> None:
-        return None
-
-
-def request(path: str) -> bytes:
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
 
 
 def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
@@ -108,12 +70,12 @@ async def _gateway(**options: Any) -> Gateway:
     return gw
 
 
-def _open(gw: Gateway, path: str) -> tuple[Connection, Transport]:
+def _open(gw: Gateway, path: str) -> tuple[Connection, RecordingTransport]:
     conn = Connection(gw.ctx, gw.router)
-    transport = Transport()
+    transport = RecordingTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
-    conn.data_received(request(path))
-    assert transport.out and transport.out[0].startswith(b"HTTP/1.1 101 ")
+    conn.data_received(upgrade_request(path))
+    assert transport.writes and transport.writes[0].startswith(b"HTTP/1.1 101 ")
     return conn, transport
 
 
@@ -132,13 +94,13 @@ def test_native_connections_leave_no_cycle(arun: Any) -> None:
                 conn.data_received(say)
                 conn.data_received(CLOSE)
                 conn.connection_lost(None)
-                assert b"auth_ok" in b"".join(transport.out)
+                assert b"auth_ok" in b"".join(transport.writes)
                 if i >= 5:
                     continue  # 10 refusals in all: under the per-IP failure limit
                 conn, transport = _open(gw, "/ws")
                 conn.data_received(bad)  # refused: error frame, then close
                 conn.connection_lost(None)
-                assert b"4401" in b"".join(transport.out)
+                assert b"4401" in b"".join(transport.writes)
 
         lives()  # first lives: lazily made module state is not a connection's
         return unreachable(lives)
@@ -150,8 +112,8 @@ def test_pusher_connections_leave_no_cycle(arun: Any) -> None:
     async def main() -> Counter[str]:
         gw = await _gateway(pusher=True, app_id="1", app_key="key", app_secret="app-secret")
 
-        def subscribe(conn: Connection, transport: Transport) -> None:
-            established = transport.out[1]
+        def subscribe(conn: Connection, transport: RecordingTransport) -> None:
+            established = transport.writes[1]
             body = json.loads(established[established.index(b"{") :])
             socket_id = json.loads(body["data"])["socket_id"]
             conn.data_received(
@@ -169,7 +131,7 @@ def test_pusher_connections_leave_no_cycle(arun: Any) -> None:
                 subscribe(conn, transport)
                 conn.data_received(CLOSE)
                 conn.connection_lost(None)
-                replies = b"".join(transport.out)
+                replies = b"".join(transport.writes)
                 assert replies.count(b"subscription_succeeded") == 2
                 conn, transport = _open(gw, "/app/key?protocol=7")
                 conn.connection_lost(None)  # gone without a close frame

@@ -29,42 +29,9 @@ from protocol.frames import (
     TextMessage,
     encode_client_frame,
 )
-from tests.gwtest import upgrade_request
+from tests.gwtest import RecordingTransport, upgrade_request
 
 SECRET = "unit-secret"
-
-
-class RecordingTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-        self.reading = True
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = self.aborted = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("10.1.2.3", 5555) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        return None
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
 
 
 def frames_of(data: bytes) -> list[Any]:
