@@ -52,7 +52,7 @@ define say_hot_path
 	@$(PY) -c "from gateway.connection import HOT_PATH as h; h == 'compiled' or print('WARNING: uvgate: the compiled hot path was not built (no C compiler or Python headers?); running the pure-Python twin')"
 endef
 # Rebuilt when a hot-path source changes (the extensions are compiled from them).
-HOT_SOURCES := setup.py $(wildcard gateway/*.pxd gateway/connection/*.pxd protocol/*.pxd)
+HOT_SOURCES := setup.py $(wildcard gateway/*.pxd gateway/connection/*.pxd protocol/*.pxd protocol/*.c)
 
 # What running needs: uvgate and its install_requires, nothing else.
 $(STAMP_RUN): setup.cfg pyproject.toml $(CONSTRAINTS) $(HOT_SOURCES) | $(PY)

@@ -48,6 +48,10 @@ COMPILED_MODULES = [
     "gateway.connection.core",
 ]
 
+# Hand-written C beside the Cython modules: the request-head scan (protocol/speedups.c),
+# a fast path the Python code checks itself against (see that file).
+C_MODULES = [("protocol.speedups", "protocol/speedups.c")]
+
 # Python semantics kept exactly: annotations are documentation for mypy, not C types
 # (a ``bytes`` annotation must not start refusing a bytearray), module globals are
 # looked up at call time (tests may patch them), functions keep their introspection.
@@ -101,11 +105,12 @@ def extensions() -> list[object]:
 
     exts = [Extension(name, [name.replace(".", "/") + ".py"]) for name in COMPILED_MODULES]
     try:
-        return list(
-            cythonize(  # type: ignore[no-untyped-call]
+        return [
+            *cythonize(  # type: ignore[no-untyped-call]
                 exts, build_dir="build/cython", compiler_directives=DIRECTIVES, quiet=True
-            )
-        )
+            ),
+            *(Extension(name, [source]) for name, source in C_MODULES),
+        ]
     except Exception as exc:  # Cython refused a module: build nothing, run the twin
         _warn(f"cythonize failed: {type(exc).__name__}: {exc}")
         return []

@@ -19,6 +19,19 @@ from typing import Any
 
 from .deflate import DeflateParams, negotiate
 from .errors import HandshakeError
+from .purepy import FORCED
+
+# The C scan of a plain valid request head (protocol/speedups.c), beside the Python
+# path below, which stays the reference: the C answers only heads it accepts and
+# returns None for anything else, so every refusal is decided here. Not used by the
+# pure-Python twin (UVGATE_PURE_PYTHON=1) or where it was not built.
+_parse_head: Callable[[bytes | bytearray, int, int, int], Any] | None = None
+if not FORCED:
+    try:
+        from .speedups import parse_head as _parse_head  # type: ignore[no-redef]
+    except ImportError:  # pragma: no cover - built without a compiler
+        pass
+USES_SPEEDUPS = _parse_head is not None
 
 # SHA-1 of the accept key (RFC 6455 4.2.2: not a security use) with CPython's own
 # implementation where the interpreter has it: for one 60-byte input, OpenSSL's EVP
@@ -231,6 +244,46 @@ def parse_request(
     consumed = end + 4
     if consumed > max_size:
         raise _too_large()
+    parsed = None if _parse_head is None else _parse_head(buf, start, end + 2, max_headers)
+    if parsed is None:
+        parsed = _parse_head_py(buf, start, end, max_headers)
+    method, target, version, headers = parsed
+    te = headers.get("transfer-encoding")
+    if te is not None:
+        # The one switch for chunked request bodies: callers that decode them pass
+        # allow_chunked=True; everyone else keeps the 501 (a handshake has no body).
+        if not allow_chunked:
+            raise HandshakeError(501, "transfer-encoding not supported")
+        _transfer_coding(te, version, "content-length" in headers)
+    content_length = 0
+    cl = headers.get("content-length")
+    if cl is not None:
+        # RFC 9112 6.3: repeated identical values are acceptable, others are not.
+        values = {v.strip(" \t") for v in cl.split(",")}
+        if len(values) != 1:
+            raise _malformed()
+        (cl,) = values
+        if not cl.isdigit() or not cl.isascii() or len(cl) > 18:
+            raise _malformed()
+        content_length = int(cl)
+
+    conn = headers.get("connection")
+    if version == "HTTP/1.1":
+        keep_alive = conn is None or not _has_token(conn, "close")
+    else:
+        keep_alive = conn is not None and _has_token(conn, "keep-alive")
+
+    path, _, query = target.partition("?")
+    return _request(
+        method, target, path, query, headers, version, keep_alive, content_length
+    ), consumed
+
+
+def _parse_head_py(
+    buf: bytes | bytearray, start: int, end: int, max_headers: int
+) -> tuple[str, str, str, dict[str, str]]:
+    """The request line and field lines of ``buf[start:end + 2]``, or HandshakeError:
+    the reference for ``speedups.parse_head`` and the path of every refusal."""
     # RFC 9110 5.5: field values are historically ISO-8859-1; latin-1 never fails
     # and maps bytes 1:1, so validation below works on the decoded text. The
     # head keeps its last CRLF so every line, the request line included, ends
@@ -278,35 +331,7 @@ def parse_request(
         # RFC 9110 5.3: repeated fields combine into one comma-separated list.
         headers[name] = value if old is None else old + ", " + value
 
-    te = headers.get("transfer-encoding")
-    if te is not None:
-        # The one switch for chunked request bodies: callers that decode them pass
-        # allow_chunked=True; everyone else keeps the 501 (a handshake has no body).
-        if not allow_chunked:
-            raise HandshakeError(501, "transfer-encoding not supported")
-        _transfer_coding(te, version, "content-length" in headers)
-    content_length = 0
-    cl = headers.get("content-length")
-    if cl is not None:
-        # RFC 9112 6.3: repeated identical values are acceptable, others are not.
-        values = {v.strip(" \t") for v in cl.split(",")}
-        if len(values) != 1:
-            raise _malformed()
-        (cl,) = values
-        if not cl.isdigit() or not cl.isascii() or len(cl) > 18:
-            raise _malformed()
-        content_length = int(cl)
-
-    conn = headers.get("connection")
-    if version == "HTTP/1.1":
-        keep_alive = conn is None or not _has_token(conn, "close")
-    else:
-        keep_alive = conn is not None and _has_token(conn, "keep-alive")
-
-    path, _, query = target.partition("?")
-    return _request(
-        method, target, path, query, headers, version, keep_alive, content_length
-    ), consumed
+    return method, target, version, headers
 
 
 def _transfer_coding(te: str, version: str, has_content_length: bool) -> None:

@@ -3,7 +3,7 @@
 ``make test`` runs the suite twice: against the compiled hot path
 (``UVGATE_EXPECT_COMPILED=1``: refuse to run if it is not built) and against the
 pure-Python twin (``UVGATE_PURE_PYTHON=1``). A compiled module older than its ``.py``
-or ``.pxd`` would test yesterday's code: the run stops and says ``make build``.
+or ``.pxd`` (or ``.c``) would test yesterday's code: the run stops and says ``make build``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ def source_of(extension: Path) -> Path:
 
 
 def stale() -> list[str]:
-    """Compiled modules older than their .py (or .pxd) source."""
+    """Compiled modules older than their .py (or .pxd) source, or their hand-written .c."""
     out = []
     for ext in extensions():
         built = ext.stat().st_mtime
-        for src in (source_of(ext), source_of(ext).with_suffix(".pxd")):
+        py = source_of(ext)
+        for src in (py, py.with_suffix(".pxd"), py.with_suffix(".c")):
             if src.exists() and src.stat().st_mtime > built:
                 out.append(str(src.relative_to(ROOT)))
     return out

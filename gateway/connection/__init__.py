@@ -22,12 +22,15 @@ from gateway.connstate import (
     OPEN,
     State,
 )
-from protocol import frames
+from protocol import frames, handshake
 from protocol.purepy import compiled
 
-# Which form of the hot path this process runs: "compiled" (Cython, built by setup.py
-# when a compiler is there) or "pure-python" (no compiler, or UVGATE_PURE_PYTHON=1).
-HOT_PATH = "compiled" if compiled(frames) and compiled(core) else "pure-python"
+# Which form of the hot path this process runs: "compiled" (Cython and the C request
+# scan, built by setup.py when a compiler is there) or "pure-python" (no compiler, or
+# UVGATE_PURE_PYTHON=1).
+HOT_PATH = (
+    "compiled" if compiled(frames) and compiled(core) and handshake.USES_SPEEDUPS else "pure-python"
+)
 
 __all__ = [
     "AUTHENTICATING",

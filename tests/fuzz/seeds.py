@@ -69,6 +69,26 @@ def handshake() -> dict[str, bytes]:
     }
 
 
+def handshake_diff() -> dict[str, bytes]:
+    """The handshake seeds plus the shapes where the C scan must defer to Python."""
+    return {
+        **handshake(),
+        "mixed-case-names": b"GET / HTTP/1.1\r\nHOST: x\r\nuPgRaDe: websocket\r\nX-A-b: 1\r\n\r\n",
+        "values-ws-obs-text": b"GET /\xe9 HTTP/1.1\r\nX: \t a\xff b \t\r\nY:\r\nZ:   \r\n\r\n",
+        "repeated": b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nA: 3\r\n\r\n",
+        "bare-cr": b"GET / HTTP/1.1\r\nA: 1\rB: 2\r\n\r\n",
+        "bare-lf": b"GET / HTTP/1.1\r\nA: 1\nB: 2\r\n\r\n",
+        "nul-in-value": b"GET / HTTP/1.1\r\nA: 1\x00\r\n\r\n",
+        "space-before-colon": b"GET / HTTP/1.1\r\nA : 1\r\n\r\n",
+        "obs-fold": b"GET / HTTP/1.1\r\nA: 1\r\n  2\r\n\r\n",
+        "http-2": b"GET / HTTP/2.0\r\nA: 1\r\n\r\n",
+        "http-1-2": b"GET / HTTP/1.2\r\nA: 1\r\n\r\n",
+        "tab-in-request-line": b"GET\t/ HTTP/1.1\r\n\r\n",
+        "two-spaces": b"GET  / HTTP/1.1\r\n\r\n",
+        "four-headers": b"PUT /x HTTP/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
+    }
+
+
 def handshake_crashes() -> dict[str, bytes]:
     return {
         # Issue 11, crash 1: a2b_base64() raised ValueError on a non-ASCII key.
@@ -239,6 +259,7 @@ SEEDS = {
     "httpapi": httpapi,
     "chunked": chunked,
     "wsproto_diff": wsproto_diff,
+    "handshake_diff": handshake_diff,
 }
 CRASHES = {
     "handshake": handshake_crashes,

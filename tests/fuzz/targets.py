@@ -19,6 +19,7 @@ TARGETS = (
     "httpapi",
     "chunked",
     "wsproto_diff",
+    "handshake_diff",
 )
 
 
