@@ -9,6 +9,7 @@ cdef class ServerState:
     cdef public bint accepting
 
 cdef class ConnectionContext:
+    cdef public list fanout_batch
     cdef public IdFactory ids
     cdef public FailureLimiter limiter
     cdef public object limits

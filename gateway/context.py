@@ -72,7 +72,17 @@ class ServerState:
 class ConnectionContext:
     """Everything a ``Connection`` uses besides its router."""
 
-    __slots__ = ("ids", "limiter", "limits", "registry", "server", "stats", "tasks", "timers")
+    __slots__ = (
+        "fanout_batch",
+        "ids",
+        "limiter",
+        "limits",
+        "registry",
+        "server",
+        "stats",
+        "tasks",
+        "timers",
+    )
 
     def __init__(
         self,
@@ -93,6 +103,9 @@ class ConnectionContext:
         self.limiter = limiter
         self.ids = ids
         self.server = server
+        # The peers whose fan-out writes wait for the end of the current read
+        # (gateway.fanout.open_batch), None outside one.
+        self.fanout_batch: list[Any] | None = None
 
     @classmethod
     def standalone(cls, limits: Limits | None = None, *, node_id: int = 0) -> ConnectionContext:

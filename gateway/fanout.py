@@ -8,6 +8,13 @@ own ``write_frame``, never here.
 
 Iteration is over a snapshot: a write can close a slow consumer, which removes it from
 the very set being iterated (a channel's subscribers, a group).
+
+A read that carries several messages (a publisher's burst, pipelined triggers) runs
+them inside a **batch** (``open_batch``/``close_batch``, by the reading connection):
+each peer's frames are held in its cork and written in one call when the read is done,
+so a subscriber that two publishes reach costs one ``write`` system call, not two (what
+uWebSockets does with its per-socket cork). Nothing waits longer than the read it came
+in, and the batch never spans an ``await``.
 """
 
 from __future__ import annotations
@@ -32,25 +39,52 @@ class Peer(Protocol):
 
     def write_frame(self, frame: bytes) -> bool: ...
 
+    def _flush(self) -> None: ...  # write what the cork holds, in one call
+
+
+def open_batch(ctx: Any) -> list[Peer] | None:
+    """Hold the fan-out's writes in the peers' corks until ``close_batch``; None (and
+    nothing to close) when a batch is already open: the outer one writes."""
+    if ctx.fanout_batch is not None:
+        return None
+    batch: list[Peer] = []
+    ctx.fanout_batch = batch
+    return batch
+
+
+def close_batch(ctx: Any, batch: list[Peer] | None) -> None:
+    """Write what each peer of ``batch`` was sent, one call per peer, in order."""
+    if batch is not None:
+        ctx.fanout_batch = None
+        for peer in batch:
+            peer._flush()
+
 
 def write_all(peers: Iterable[Peer], frame: bytes, exclude: Peer | None = None) -> int:
     """Write ``frame`` to every peer but ``exclude``; return how many took it."""
+    targets = tuple(peers)
+    if not targets:
+        return 0
+    ctx = targets[0].ctx  # all peers of a fan-out share one gateway's context
+    batch = ctx.fanout_batch
     sent = inline = 0
-    last: Peer | None = None
-    for peer in tuple(peers):
+    for peer in targets:
         if peer is exclude:
             continue
         # The common case inline (open, reading, not inside its own read); anything else
         # takes write_frame's full path (slow consumer check, cork, closed), which counts.
         if peer.state is OPEN and not peer.paused and peer.cork is None:
-            peer.transport.write(frame)
+            if batch is None:
+                peer.transport.write(frame)
+            else:
+                peer.cork = [frame]
+                batch.append(peer)
             inline += 1
-            last = peer
         elif peer.write_frame(frame):
             sent += 1
-    if last is not None:
-        # Counted once per fan-out (all peers share one gateway's stats).
-        stats = last.ctx.stats
+    if inline:
+        # Counted once per fan-out.
+        stats = ctx.stats
         stats.ws_messages_sent += inline
         stats.ws_sent_bytes += inline * len(frame)
     return sent + inline
@@ -58,13 +92,17 @@ def write_all(peers: Iterable[Peer], frame: bytes, exclude: Peer | None = None) 
 
 def write_encoded(peers: Iterable[Peer], message: Any, exclude: Peer | None = None) -> int:
     """Encode ``message`` once per codec of the peers (JSON, MessagePack) and write it."""
+    targets = tuple(peers)
+    if not targets:
+        return 0
+    ctx = targets[0].ctx
+    batch = ctx.fanout_batch
     frames: dict[Codec, bytes] = {}
     last_codec: Codec | None = None
     frame = b""
     sent = 0
     inline = counted = 0  # messages and bytes the inline writes add to the counters
-    last: Peer | None = None
-    for peer in tuple(peers):
+    for peer in targets:
         if peer is exclude:
             continue
         codec = peer.codec
@@ -75,14 +113,17 @@ def write_encoded(peers: Iterable[Peer], message: Any, exclude: Peer | None = No
                 cached = frames[codec] = frame_message(codec, message)
             frame = cached
         if peer.state is OPEN and not peer.paused and peer.cork is None:
-            peer.transport.write(frame)
+            if batch is None:
+                peer.transport.write(frame)
+            else:
+                peer.cork = [frame]
+                batch.append(peer)
             inline += 1
             counted += len(frame)
-            last = peer
         elif peer.write_frame(frame):
             sent += 1
-    if last is not None:
-        stats = last.ctx.stats
+    if inline:
+        stats = ctx.stats
         stats.ws_messages_sent += inline
         stats.ws_sent_bytes += counted
     return sent + inline

@@ -30,6 +30,7 @@ from gateway.connstate import (
     WEBSOCKET_STATES,
 )
 from gateway.errorlog import unexpected
+from gateway.fanout import close_batch, open_batch
 from gateway.flow import AUTH
 from protocol import closecodes
 from protocol.errors import FrameError
@@ -132,10 +133,15 @@ class Connection(Http1):
                         return
                     self._dispatch(events)
                     return
+                # Several messages in one read: this connection's replies and the
+                # fan-outs they cause are written once per peer, at the end.
                 self.cork = []
+                ctx = self.ctx
+                batch = open_batch(ctx)
                 try:
                     self._dispatch(events)
                 finally:
+                    close_batch(ctx, batch)
                     self._flush()
             elif state is HANDSHAKE or state is HTTP:
                 self._receive_http(data)
@@ -246,9 +252,12 @@ class Connection(Http1):
         self.resume_reading_for(AUTH)
         if held and self.state is OPEN:
             self.cork = []
+            ctx = self.ctx
+            batch = open_batch(ctx)
             try:
                 self._dispatch(held)
             finally:
+                close_batch(ctx, batch)
                 self._flush()
 
     def authenticated(self, identity: Identity) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
+from gateway.applications.chat import ChatApplication
 from gateway.applications.echo import EchoApplication
 from gateway.auth import AuthGate
 from gateway.connection import CLOSED, OPEN, Connection
@@ -39,13 +41,13 @@ def frames_of(data: bytes) -> list[Any]:
 
 
 class Parts:
-    def __init__(self) -> None:
+    def __init__(self, app: str = "echo") -> None:
         self.ctx = ConnectionContext.standalone(node_id=3)
         ctx = self.ctx
         gate = AuthGate(HmacVerifier(secret=SECRET), ctx.limiter, ctx.stats, ctx.tasks)
         native = NativeHandler(
             gate,
-            EchoApplication(),
+            EchoApplication() if app == "echo" else ChatApplication(ctx.registry),
             tasks=ctx.tasks,
             stats=ctx.stats,
             heartbeat=Heartbeat(30.0, 120.0),
@@ -97,6 +99,29 @@ def test_a_close_in_the_batch_stays_behind_the_data_and_precedes_the_tcp_close(g
         TextMessage("b"),
         CloseFrame(1000, ""),
     ]
+
+
+def _text(obj: Any) -> bytes:
+    return encode_client_frame(OP_TEXT, orjson.dumps(obj))
+
+
+def test_a_burst_of_publishes_reaches_each_subscriber_in_one_write() -> None:
+    gw = Parts("chat")
+    publisher, pt = open_connection(gw)
+    subscribers = [open_connection(gw) for _ in range(3)]
+    for conn, t in [(publisher, pt), *subscribers]:
+        conn.data_received(_text({"type": "join", "group": "g"}))
+        t.writes.clear()
+    burst = b"".join(_text({"type": "publish", "group": "g", "data": i}) for i in range(3))
+    publisher.data_received(burst)
+    expected = [{"type": "message", "group": "g", "from": "u", "data": i} for i in range(3)]
+    for _, t in [(publisher, pt), *subscribers]:
+        assert len(t.writes) == 1  # three deliveries, one send()
+        assert [orjson.loads(f.data) for f in frames_of(t.writes[0])] == expected
+    assert gw.ctx.fanout_batch is None
+    # One publish in one read is written at once, as before.
+    publisher.data_received(_text({"type": "publish", "group": "g", "data": 9}))
+    assert all(len(t.writes) == 2 for _, t in subscribers)
 
 
 def test_single_message_is_written_at_once(gw):

@@ -9,28 +9,40 @@ import msgpack
 import orjson
 
 from gateway.connstate import CLOSING, OPEN, State
-from gateway.fanout import write_all, write_encoded
+from gateway.fanout import close_batch, open_batch, write_all, write_encoded
 from gateway.flow import BACKLOG
 from gateway.registry import Registry
 from gateway.stats import Stats
-from protocol.codecs import JSON, MSGPACK, Codec
+from protocol.codecs import JSON, MSGPACK, Codec, frame_message
 from protocol.frames import FrameParser
 
 
 class Wire:
     def __init__(self) -> None:
         self.data = bytearray()
+        self.calls = 0
 
     def write(self, data: bytes) -> None:
         self.data += data
+        self.calls += 1
+
+
+def context(stats: Stats | None = None) -> Any:
+    # What the fan-out reads of a context: its counters and the open batch.
+    return SimpleNamespace(stats=stats if stats is not None else Stats(), fanout_batch=None)
 
 
 class Member:
     def __init__(
-        self, conn_id: str, user: str | None = None, codec: Codec = JSON, stats: Stats | None = None
+        self,
+        conn_id: str,
+        user: str | None = None,
+        codec: Codec = JSON,
+        stats: Stats | None = None,
+        ctx: Any = None,
     ) -> None:
         # What the fan-out counts its inline writes in (the full path counts its own).
-        self.ctx = SimpleNamespace(stats=stats if stats is not None else Stats())
+        self.ctx = ctx if ctx is not None else context(stats)
         self.id = conn_id
         self.user = user
         self.groups: set[str] | None = None
@@ -46,8 +58,16 @@ class Member:
         # The full path: only taken when the inline fast path does not apply.
         if self.state is not OPEN:
             return False
+        if self.cork is not None and not self.paused:
+            self.cork.append(frame)
+            return True
         self.slow_frames.append(frame)
         return True
+
+    def _flush(self) -> None:
+        cork, self.cork = self.cork, None
+        if cork:
+            self.transport.write(b"".join(cork))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed = (code, reason)
@@ -106,8 +126,8 @@ def test_the_fast_path_is_only_for_open_idle_uncorked_members() -> None:
     closing.state = CLOSING
     assert write_all([idle, backed_up, corked, closing], frame) == 3
     assert bytes(idle.transport.data) == frame and not idle.slow_frames
-    for member in (backed_up, corked):  # the full path decides (slow consumer, cork)
-        assert member.slow_frames == [frame] and not member.transport.data
+    assert backed_up.slow_frames == [frame] and not backed_up.transport.data
+    assert corked.cork == [frame] and not corked.transport.data  # write_frame corked it
     assert not closing.transport.data and not closing.slow_frames
     # The inline write is counted once here (write_frame counts the others itself).
     assert (stats.ws_messages_sent, stats.ws_sent_bytes) == (1, len(frame))
@@ -121,3 +141,34 @@ def test_close_by_id_and_by_user() -> None:
     assert reg.close("1.1", 4000, "bye") and a1.closed == (4000, "bye")
     assert not reg.close("7.7")
     assert reg.close_user("alice", 4001) == 2 and a2.closed == (4001, "")
+
+
+def test_a_batch_writes_each_peer_once_with_every_frame_in_order() -> None:
+    ctx = context()
+    a, b, c = (Member(str(i), ctx=ctx) for i in range(1, 4))
+    backed_up = Member("9", ctx=ctx)
+    backed_up.paused = BACKLOG
+    one, three = frame_message(JSON, {"n": 1}), frame_message(JSON, {"n": 3})
+    batch = open_batch(ctx)
+    assert batch is not None and ctx.fanout_batch is batch
+    assert open_batch(ctx) is None  # nested: the outer batch writes
+    assert write_all([a, b, c, backed_up], one, exclude=c) == 3
+    assert write_encoded([a, b, c], {"n": 2}) == 3
+    assert write_all([a], three) == 1
+    # Nothing is written before the batch closes but a backed-up peer's full path.
+    assert (a.transport.calls, b.transport.calls, c.transport.calls) == (0, 0, 0)
+    assert backed_up.slow_frames == [one]
+    close_batch(ctx, None)  # the nested one: nothing to do
+    assert ctx.fanout_batch is batch
+    close_batch(ctx, batch)
+    assert ctx.fanout_batch is None
+    assert (a.transport.calls, b.transport.calls, c.transport.calls) == (1, 1, 1)
+    assert a.received() == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert b.received() == [{"n": 1}, {"n": 2}]
+    assert c.received() == [{"n": 2}]
+    # The fan-out counts the frame that corks a peer; the ones that follow take the
+    # peer's write_frame (it counts them itself: the real one does, this fake does not).
+    assert ctx.stats.ws_messages_sent == 3
+    # After the batch, writes go out at once again.
+    write_all([a], one)
+    assert a.transport.calls == 2
