@@ -49,7 +49,7 @@ COMPILED_MODULES = [
 ]
 
 # Hand-written C beside the Cython modules: the request-head scan (protocol/speedups.c),
-# a fast path the Python code checks itself against (see that file).
+# a fast path checked against its Python reference (tests/protocol/test_speedups.py).
 C_MODULES = [("protocol.speedups", "protocol/speedups.c")]
 
 # Python semantics kept exactly: annotations are documentation for mypy, not C types

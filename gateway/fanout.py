@@ -9,12 +9,12 @@ own ``write_frame``, never here.
 Iteration is over a snapshot: a write can close a slow consumer, which removes it from
 the very set being iterated (a channel's subscribers, a group).
 
-A read that carries several messages (a publisher's burst, pipelined triggers) runs
-them inside a **batch** (``open_batch``/``close_batch``, by the reading connection):
-each peer's frames are held in its cork and written in one call when the read is done,
-so a subscriber that two publishes reach costs one ``write`` system call, not two (what
-uWebSockets does with its per-socket cork). Nothing waits longer than the read it came
-in, and the batch never spans an ``await``.
+A read that carries several messages (a publisher's burst, client events sent
+together) runs them inside a **batch** (``open_batch``/``close_batch``, by the reading
+connection): each peer's frames are held in its cork and written in one call when the
+read is done, so a subscriber that two publishes reach costs one ``write`` system call,
+not two (what uWebSockets does with its per-socket cork). Nothing waits longer than the
+read it came in, and the batch never spans an ``await``.
 """
 
 from __future__ import annotations
